@@ -1,0 +1,163 @@
+//! `nextword eval`: the evaluation protocol of `training/evalproto.py` (the reference; its
+//! docstring is the specification), run on the Rust predictor.
+
+use std::fmt;
+use std::path::Path;
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use nextword_core::Predictor;
+use regex::Regex;
+use serde::Serialize;
+
+#[derive(Debug, Serialize, PartialEq)]
+pub struct Report {
+    pub words: usize,
+    pub top1: f64,
+    pub top3: f64,
+    pub ksr: f64,
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub calls: usize,
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "words {}  top-1 {:.1}%  top-3 {:.1}%  keystroke savings {:.1}%  suggest p50 {:.2} ms  p95 {:.2} ms  ({} calls)",
+            self.words,
+            self.top1 * 100.0,
+            self.top3 * 100.0,
+            self.ksr * 100.0,
+            self.p50_ms,
+            self.p95_ms,
+            self.calls
+        )
+    }
+}
+
+/// Words as the protocol counts them: letters, digits and inner combining marks, with an
+/// apostrophe only between two such runs.
+pub fn word_re() -> &'static Regex {
+    static RE: OnceLock<Regex> = OnceLock::new();
+    RE.get_or_init(|| {
+        let c2 = r"[\p{L}\p{N}\p{Mn}\p{Mc}--[\x{FE00}-\x{FE0F}\x{E0100}-\x{E01EF}]]";
+        Regex::new(&format!(r"[\p{{L}}\p{{N}}]{c2}*(?:['\x{{2019}}][\p{{L}}\p{{N}}]{c2}*)*")).expect("valid regex")
+    })
+}
+
+fn key(w: &str, ignore_case: bool) -> String {
+    let w = w.replace('\u{2019}', "'");
+    if ignore_case {
+        w.to_lowercase()
+    } else {
+        w
+    }
+}
+
+/// Runs the protocol with any suggestion function (the predictor in the CLI, oracles in tests).
+pub fn evaluate<F>(lines: &[&str], ignore_case: bool, mut suggest: F) -> Result<Report>
+where
+    F: FnMut(&str) -> Result<Vec<String>>,
+{
+    let (mut words, mut top1, mut top3, mut cost, mut total) = (0usize, 0usize, 0usize, 0usize, 0usize);
+    let mut times = Vec::new();
+    for line in lines {
+        for m in word_re().find_iter(line) {
+            let w = m.as_str();
+            let target = key(w, ignore_case);
+            let len = w.chars().count();
+            let ctx = &line[..m.start()];
+            words += 1;
+            total += len + 1;
+            let mut word_cost = len + 1;
+            for (j, (typed_end, _)) in w.char_indices().enumerate() {
+                let text = format!("{ctx}{}", &w[..typed_end]);
+                let t = Instant::now();
+                let s = suggest(&text)?;
+                times.push(t.elapsed().as_secs_f64() * 1e3);
+                let keys: Vec<String> = s.iter().take(3).map(|x| key(x, ignore_case)).collect();
+                if j == 0 {
+                    top1 += usize::from(keys.first() == Some(&target));
+                    top3 += usize::from(keys.contains(&target));
+                }
+                if keys.contains(&target) {
+                    word_cost = j + 1;
+                    break;
+                }
+            }
+            cost += word_cost;
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    let pct = |p: f64| if times.is_empty() { 0.0 } else { times[((p / 100.0 * times.len() as f64).ceil() as usize).max(1) - 1] };
+    let frac = |n: usize| if words == 0 { 0.0 } else { n as f64 / words as f64 };
+    Ok(Report {
+        words,
+        top1: frac(top1),
+        top3: frac(top3),
+        ksr: if total == 0 { 0.0 } else { 1.0 - cost as f64 / total as f64 },
+        p50_ms: pct(50.0),
+        p95_ms: pct(95.0),
+        calls: times.len(),
+    })
+}
+
+pub fn run(p: &Predictor, path: &Path, ignore_case: bool, max_lines: Option<usize>) -> Result<Report> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let lines: Vec<&str> = text.lines().take(max_lines.unwrap_or(usize::MAX)).collect();
+    evaluate(&lines, ignore_case, |t| Ok(p.suggest(t, 3)?.into_iter().map(|s| s.text).collect()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(s: &str) -> Vec<&str> {
+        word_re().find_iter(s).map(|m| m.as_str()).collect()
+    }
+
+    #[test]
+    fn word_rule_matches_the_reference() {
+        assert_eq!(words("don't stop, rock'n'roll!"), ["don't", "stop", "rock'n'roll"]);
+        assert_eq!(words("'cause dogs' 3rd émigré"), ["cause", "dogs", "3rd", "émigré"]);
+        assert_eq!(words("snake_case 😀 hi"), ["snake", "case", "hi"]);
+        assert_eq!(words("e\u{301}migre\u{301}"), ["e\u{301}migre\u{301}"]);
+    }
+
+    #[test]
+    fn oracle_scores_as_specified() {
+        let lines = ["see you tomorrow", "ok"];
+        // An oracle that always knows the next word: top-1 = 1, cost 1 per word.
+        let all: Vec<&str> = lines.iter().flat_map(|l| words(l)).collect();
+        let mut i = 0;
+        let r = evaluate(&lines, false, |_| {
+            let w = all[i].to_string();
+            i += 1;
+            Ok(vec![w])
+        })
+        .unwrap();
+        assert_eq!(r.words, 4);
+        assert_eq!((r.top1, r.top3), (1.0, 1.0));
+        let total = (3 + 1) + (3 + 1) + (8 + 1) + (2 + 1);
+        assert!((r.ksr - (1.0 - 4.0 / total as f64)).abs() < 1e-12);
+    }
+
+    #[test]
+    fn never_right_costs_the_whole_word() {
+        let r = evaluate(&["abc"], false, |_| Ok(vec!["x".into()])).unwrap();
+        assert_eq!((r.words, r.calls), (1, 3));
+        assert_eq!(r.ksr, 0.0);
+    }
+
+    #[test]
+    fn found_after_typing_two_letters_and_case() {
+        let r = evaluate(&["Hello"], true, |t| Ok(if t.len() >= 2 { vec!["hello".into()] } else { vec![] })).unwrap();
+        // Found at j = 2: cost 3 of 6.
+        assert!((r.ksr - 0.5).abs() < 1e-12);
+        let r = evaluate(&["Hello"], false, |t| Ok(if t.len() >= 2 { vec!["hello".into()] } else { vec![] })).unwrap();
+        assert_eq!(r.ksr, 0.0);
+    }
+}

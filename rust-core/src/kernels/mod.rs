@@ -1,0 +1,390 @@
+//! W4A8 quantized matmul kernels: 4-bit weights (ONNX `com.microsoft::MatMulNBits`,
+//! bits = 4, block_size = 32) times int8-quantized activations.
+//!
+//! # Semantics
+//!
+//! Weights `W` are `[N, K]` (N output features, K inputs, K a multiple of 32), stored in
+//! blocks of 32 consecutive k with one f32 scale and one 4-bit zero point per block:
+//! `w[n, k] = (q[n, k] - zp[n, k / 32]) * scale[n, k / 32]`, and `Y[m, n] = sum_k X[m, k] * w[n, k]`.
+//!
+//! The kernels quantize each activation row once per call to int8, symmetric, one scale
+//! per row: `s = max|x| / 127`, `a = round_ties_even(x * (127 / max|x|))` (all kernels use
+//! this exact formula, so every kernel sees bit-identical int8 activations). Per block they
+//! compute an exact integer dot product `sum(q * a) - zp * sum(a)` (int4 x int8 -> int32;
+//! the per-block activation sums `sum(a)` are precomputed at quantization time), and
+//! accumulate `blocksum * w_scale[n, blk]` in f32, multiplied by `a_scale[m]` at the end.
+//! The only differences between kernels are float summation order (see the tests).
+//!
+//! # Kernels
+//!
+//! * `scalar`: portable reference, always available.
+//! * `avx2` (x86_64, avx2 + fma): `vpmaddubsw` u8 x i8 (nibbles stay unsigned 0..15).
+//! * `avx512vnni` (x86_64, avx512f/bw/vl + avx512vnni): `vpdpbusd`, two blocks per zmm.
+//! * `neon` (aarch64): nibbles minus zero point as signed i8, `smull`/`smlal` + `saddlp`.
+//! * `dotprod` (aarch64 + dotprod): same signed nibbles, `sdot`.
+//!
+//! Use [`select`] to get the best kernel for the running CPU (runtime detection with
+//! `is_x86_feature_detected!` / `is_aarch64_feature_detected!`; override with the env var
+//! `NEXTWORD_KERNEL`), or [`by_name`] / [`available`] for tests and benchmarks.
+//!
+//! All kernels are single-threaded; callers that want parallelism can split N.
+
+use std::fmt;
+use std::sync::OnceLock;
+
+#[cfg(target_arch = "aarch64")]
+mod aarch64;
+mod scalar;
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+/// Number of weights per quantization block (MatMulNBits `block_size`).
+pub const BLOCK: usize = 32;
+/// Bytes per packed block (32 nibbles).
+const BLOCK_BYTES: usize = BLOCK / 2;
+/// Implicit zero point when MatMulNBits has no `zero_points` input (2^(bits-1)).
+const DEFAULT_ZERO_POINT: u8 = 8;
+
+/// Names accepted by [`by_name`] and `NEXTWORD_KERNEL` (whether or not this CPU has them).
+pub const KERNEL_NAMES: [&str; 5] = ["scalar", "avx2", "avx512vnni", "neon", "dotprod"];
+
+/// Errors raised when building a [`Q4Matrix`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KernelError {
+    #[error("empty weight matrix: n = {n}, k = {k}")]
+    EmptyShape { n: usize, k: usize },
+    #[error("k = {k} is not a multiple of the block size {BLOCK}")]
+    KNotMultipleOfBlock { k: usize },
+    #[error("weight matrix n = {n}, k = {k} is too large")]
+    ShapeOverflow { n: usize, k: usize },
+    #[error("`{buffer}` has {actual} elements, expected {expected}")]
+    BufferSize {
+        buffer: &'static str,
+        expected: usize,
+        actual: usize,
+    },
+}
+
+/// A 4-bit weight matrix `[N, K]`, repacked for the kernels.
+///
+/// Layout (all row-major over `n`, then block):
+/// * `qs`: 16 bytes per block. Byte `i` holds element `i` in its low nibble and element
+///   `i + 16` in its high nibble (MatMulNBits stores elements `2i`/`2i+1` in byte `i`).
+///   So one 16-byte load gives, after `& 0x0F`, elements 0..16 in order and, after `>> 4`,
+///   elements 16..32 in order: both match a contiguous slice of the int8 activations
+///   without any shuffle (AVX2 puts the two halves in the two 128-bit lanes of a ymm,
+///   NEON uses two q registers).
+/// * `scales`: one f32 per block, contiguous per row.
+/// * `zps`: unpacked zero point (0..15) per block, one byte (the x86 kernels read it once
+///   per output for the zero-point term, the NEON kernels once per block).
+#[derive(Clone)]
+pub struct Q4Matrix {
+    n: usize,
+    k: usize,
+    nb: usize,
+    qs: Vec<u8>,
+    scales: Vec<f32>,
+    zps: Vec<u8>,
+}
+
+impl fmt::Debug for Q4Matrix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Q4Matrix")
+            .field("n", &self.n)
+            .field("k", &self.k)
+            .finish_non_exhaustive()
+    }
+}
+
+fn check_len(buffer: &'static str, expected: usize, actual: usize) -> Result<(), KernelError> {
+    if expected == actual {
+        Ok(())
+    } else {
+        Err(KernelError::BufferSize {
+            buffer,
+            expected,
+            actual,
+        })
+    }
+}
+
+impl Q4Matrix {
+    /// Builds from the MatMulNBits initializers (bits = 4, block_size = 32).
+    ///
+    /// * `b`: u8 `[n, k/32, 16]`; element `2i` of a block is the low nibble of byte `i`,
+    ///   element `2i+1` the high nibble.
+    /// * `scales`: f32 `[n * k/32]`.
+    /// * `zero_points`: optional u8 `[n, ceil((k/32) / 2)]`, 4-bit packed, low nibble
+    ///   first; `None` means 8.
+    pub fn from_matmul_nbits(
+        n: usize,
+        k: usize,
+        b: &[u8],
+        scales: &[f32],
+        zero_points: Option<&[u8]>,
+    ) -> Result<Q4Matrix, KernelError> {
+        if n == 0 || k == 0 {
+            return Err(KernelError::EmptyShape { n, k });
+        }
+        if k % BLOCK != 0 {
+            return Err(KernelError::KNotMultipleOfBlock { k });
+        }
+        let nb = k / BLOCK;
+        let overflow = KernelError::ShapeOverflow { n, k };
+        let blocks = n.checked_mul(nb).ok_or(overflow.clone())?;
+        let qbytes = blocks.checked_mul(BLOCK_BYTES).ok_or(overflow.clone())?;
+        // Keep every derived size (incl. `n * k` f32 for `dequantize`) addressable.
+        n.checked_mul(k)
+            .and_then(|nk| nk.checked_mul(4))
+            .ok_or(overflow)?;
+        check_len("b", qbytes, b.len())?;
+        check_len("scales", blocks, scales.len())?;
+        let zp_row = nb.div_ceil(2);
+        if let Some(zp) = zero_points {
+            check_len("zero_points", n * zp_row, zp.len())?;
+        }
+
+        let mut qs = vec![0u8; qbytes];
+        for (dst, src) in qs
+            .chunks_exact_mut(BLOCK_BYTES)
+            .zip(b.chunks_exact(BLOCK_BYTES))
+        {
+            let mut e = [0u8; BLOCK];
+            for (i, &byte) in src.iter().enumerate() {
+                e[2 * i] = byte & 0x0F;
+                e[2 * i + 1] = byte >> 4;
+            }
+            for i in 0..BLOCK_BYTES {
+                dst[i] = e[i] | (e[i + BLOCK_BYTES] << 4);
+            }
+        }
+        let zps: Vec<u8> = match zero_points {
+            None => vec![DEFAULT_ZERO_POINT; blocks],
+            Some(zp) => (0..blocks)
+                .map(|i| {
+                    let (row, blk) = (i / nb, i % nb);
+                    let byte = zp[row * zp_row + blk / 2];
+                    if blk % 2 == 0 {
+                        byte & 0x0F
+                    } else {
+                        byte >> 4
+                    }
+                })
+                .collect(),
+        };
+        Ok(Q4Matrix {
+            n,
+            k,
+            nb,
+            qs,
+            scales: scales.to_vec(),
+            zps,
+        })
+    }
+
+    /// Number of output features (rows of W).
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// Number of inputs (columns of W).
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// Dequantized weights, `[N, K]` row-major (for references and tests).
+    pub fn dequantize(&self) -> Vec<f32> {
+        let mut w = Vec::with_capacity(self.n * self.k);
+        for row in 0..self.n {
+            for blk in 0..self.nb {
+                let i = row * self.nb + blk;
+                let bytes = &self.qs[i * BLOCK_BYTES..(i + 1) * BLOCK_BYTES];
+                let (s, z) = (self.scales[i], self.zps[i] as f32);
+                w.extend(bytes.iter().map(|&q| ((q & 0x0F) as f32 - z) * s));
+                w.extend(bytes.iter().map(|&q| ((q >> 4) as f32 - z) * s));
+            }
+        }
+        w
+    }
+
+    #[inline]
+    pub(crate) fn blocks_per_row(&self) -> usize {
+        self.nb
+    }
+    #[inline]
+    pub(crate) fn row_qs(&self, row: usize) -> &[u8] {
+        &self.qs[row * self.nb * BLOCK_BYTES..(row + 1) * self.nb * BLOCK_BYTES]
+    }
+    #[inline]
+    pub(crate) fn row_scales(&self, row: usize) -> &[f32] {
+        &self.scales[row * self.nb..(row + 1) * self.nb]
+    }
+    #[inline]
+    pub(crate) fn row_zps(&self, row: usize) -> &[u8] {
+        &self.zps[row * self.nb..(row + 1) * self.nb]
+    }
+}
+
+/// A W4A8 matmul implementation.
+pub trait Q4Kernel: Send + Sync + fmt::Debug {
+    fn name(&self) -> &'static str;
+    /// `x`: `[m, k]` row-major f32, `out`: `[m, n]` row-major; overwrites `out`.
+    ///
+    /// Panics if `x.len() != m * w.k()` or `out.len() != m * w.n()`.
+    fn matmul(&self, x: &[f32], m: usize, w: &Q4Matrix, out: &mut [f32]);
+}
+
+pub(crate) fn check_matmul_args(x: &[f32], m: usize, w: &Q4Matrix, out: &[f32]) {
+    assert_eq!(
+        Some(x.len()),
+        m.checked_mul(w.k),
+        "Q4Kernel::matmul: x has {} elements, expected m*k = {m}*{}",
+        x.len(),
+        w.k
+    );
+    assert_eq!(
+        Some(out.len()),
+        m.checked_mul(w.n),
+        "Q4Kernel::matmul: out has {} elements, expected m*n = {m}*{}",
+        out.len(),
+        w.n
+    );
+}
+
+/// Activations quantized to int8, one scale per row.
+pub(crate) struct QuantizedActs {
+    /// `[m, k]` int8, natural order.
+    pub q: Vec<i8>,
+    /// `[m]` dequantization scale (`max|x| / 127`, 0 for an all-zero row).
+    pub scale: Vec<f32>,
+    /// `[m, nb]` per-block sum of `q` (exact).
+    pub sums: Vec<i32>,
+    /// `sums` as f32 (exact, |sum| <= 32 * 127), for the x86 zero-point term.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    pub sums_f: Vec<f32>,
+}
+
+/// `(scale, inverse scale)` for a row with absolute maximum `amax`. Shared by every
+/// quantizer so that they all produce bit-identical int8 rows.
+#[inline]
+pub(crate) fn act_scale(amax: f32) -> (f32, f32) {
+    let inv = 127.0 / amax;
+    if inv.is_finite() && amax.is_finite() {
+        (amax / 127.0, inv)
+    } else {
+        // All-zero (or denormal-tiny, or non-finite) row: quantize to zeros.
+        (0.0, 0.0)
+    }
+}
+
+/// Portable row quantizer: fills `q` (k values) and `sums` (k/32 values), returns the scale.
+pub(crate) fn quantize_row_scalar(x: &[f32], q: &mut [i8], sums: &mut [i32]) -> f32 {
+    let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let (scale, inv) = act_scale(amax);
+    for ((xb, qb), sum) in x
+        .chunks_exact(BLOCK)
+        .zip(q.chunks_exact_mut(BLOCK))
+        .zip(sums.iter_mut())
+    {
+        let mut s = 0i32;
+        for (&v, o) in xb.iter().zip(qb.iter_mut()) {
+            // round_ties_even matches the SIMD converts (cvtps2dq / fcvtns) in the default
+            // rounding mode, so all quantizers agree bit for bit.
+            let a = (v * inv).round_ties_even().clamp(-127.0, 127.0) as i8;
+            *o = a;
+            s += a as i32;
+        }
+        *sum = s;
+    }
+    scale
+}
+
+/// Quantizes all rows of `x` with `row_fn` (a scalar or SIMD row quantizer).
+pub(crate) fn quantize_acts(
+    x: &[f32],
+    m: usize,
+    k: usize,
+    row_fn: impl Fn(&[f32], &mut [i8], &mut [i32]) -> f32,
+) -> QuantizedActs {
+    let nb = k / BLOCK;
+    let mut q = vec![0i8; m * k];
+    let mut sums = vec![0i32; m * nb];
+    let mut scale = vec![0f32; m];
+    for r in 0..m {
+        scale[r] = row_fn(
+            &x[r * k..(r + 1) * k],
+            &mut q[r * k..(r + 1) * k],
+            &mut sums[r * nb..(r + 1) * nb],
+        );
+    }
+    let sums_f = sums.iter().map(|&s| s as f32).collect();
+    QuantizedActs {
+        q,
+        scale,
+        sums,
+        sums_f,
+    }
+}
+
+/// Kernels the running CPU supports, best last (`scalar` first).
+pub fn available() -> Vec<&'static dyn Q4Kernel> {
+    #[allow(unused_mut)]
+    let mut v: Vec<&'static dyn Q4Kernel> = vec![&scalar::SCALAR];
+    #[cfg(target_arch = "x86_64")]
+    {
+        if x86::avx2_supported() {
+            v.push(&x86::AVX2);
+        }
+        if x86::avx512vnni_supported() {
+            v.push(&x86::AVX512VNNI);
+        }
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        if aarch64::neon_supported() {
+            v.push(&aarch64::NEON);
+        }
+        if aarch64::dotprod_supported() {
+            v.push(&aarch64::DOTPROD);
+        }
+    }
+    v
+}
+
+/// The kernel called `name`, or `None` if unknown or unsupported on this CPU.
+pub fn by_name(name: &str) -> Option<&'static dyn Q4Kernel> {
+    available().into_iter().find(|k| k.name() == name)
+}
+
+/// The best available kernel, unless the env var `NEXTWORD_KERNEL` names another one
+/// (`scalar|avx2|avx512vnni|neon|dotprod`); an unknown or unsupported name logs a warning
+/// and falls back to the best. Decided once per process.
+pub fn select() -> &'static dyn Q4Kernel {
+    static SELECTED: OnceLock<&'static dyn Q4Kernel> = OnceLock::new();
+    *SELECTED.get_or_init(|| {
+        let best = *available().last().expect("scalar is always available");
+        match std::env::var("NEXTWORD_KERNEL") {
+            Ok(name) if !name.trim().is_empty() => {
+                let name = name.trim();
+                match by_name(name) {
+                    Some(k) => k,
+                    None => {
+                        if KERNEL_NAMES.contains(&name) {
+                            log::warn!("NEXTWORD_KERNEL={name}: not supported on this CPU, using {}", best.name());
+                        } else {
+                            log::warn!(
+                                "NEXTWORD_KERNEL={name}: unknown kernel (expected one of {KERNEL_NAMES:?}), using {}",
+                                best.name()
+                            );
+                        }
+                        best
+                    }
+                }
+            }
+            _ => best,
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,433 @@
+use super::*;
+use proptest::prelude::*;
+
+/// Small deterministic PRNG (xorshift64*), so data generation is independent of proptest.
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn bytes(&mut self, len: usize) -> Vec<u8> {
+        (0..len).map(|_| (self.next_u64() >> 56) as u8).collect()
+    }
+    /// Uniform in [lo, hi).
+    fn f32s(&mut self, len: usize, lo: f32, hi: f32) -> Vec<f32> {
+        (0..len)
+            .map(|_| lo + (hi - lo) * ((self.next_u64() >> 40) as f32 / (1u64 << 24) as f32))
+            .collect()
+    }
+}
+
+/// Random MatMulNBits initializers for an `[n, k]` matrix.
+fn random_nbits(
+    rng: &mut Rng,
+    n: usize,
+    k: usize,
+    with_zp: bool,
+) -> (Vec<u8>, Vec<f32>, Option<Vec<u8>>) {
+    let nb = k / BLOCK;
+    let b = rng.bytes(n * nb * 16);
+    // Mostly positive scales (as exported) with some negative ones.
+    let scales = rng.f32s(n * nb, -0.01, 0.05);
+    let zp = with_zp.then(|| rng.bytes(n * nb.div_ceil(2)));
+    (b, scales, zp)
+}
+
+fn random_matrix(rng: &mut Rng, n: usize, k: usize, with_zp: bool) -> Q4Matrix {
+    let (b, s, zp) = random_nbits(rng, n, k, with_zp);
+    Q4Matrix::from_matmul_nbits(n, k, &b, &s, zp.as_deref()).unwrap()
+}
+
+fn scalar() -> &'static dyn Q4Kernel {
+    by_name("scalar").unwrap()
+}
+
+fn run(kernel: &dyn Q4Kernel, x: &[f32], m: usize, w: &Q4Matrix) -> Vec<f32> {
+    let mut out = vec![f32::NAN; m * w.n()];
+    kernel.matmul(x, m, w, &mut out);
+    out
+}
+
+/// `sum_k x[r,k] * w[n,k]` in f64, plus `sum_k |x[r,k] * w[n,k]|`.
+fn float_ref(x: &[f32], m: usize, w: &Q4Matrix) -> (Vec<f64>, Vec<f64>) {
+    let (n, k) = (w.n(), w.k());
+    let wd = w.dequantize();
+    let mut y = vec![0f64; m * n];
+    let mut mag = vec![0f64; m * n];
+    for r in 0..m {
+        for j in 0..n {
+            for i in 0..k {
+                let p = x[r * k + i] as f64 * wd[j * k + i] as f64;
+                y[r * n + j] += p;
+                mag[r * n + j] += p.abs();
+            }
+        }
+    }
+    (y, mag)
+}
+
+/// The magnitude of the terms the kernels sum for output (r, j):
+/// `a_scale * sum_b |scale_b| * sum_i |a_i| * (q_i + zp_b)`. Differences between kernels
+/// are float rounding of sums of such terms (the x86 kernels sum `q * a` and `zp * sum(a)`
+/// separately), so this is the natural normaliser for their relative error.
+fn term_magnitude(acts: &QuantizedActs, r: usize, w: &Q4Matrix, j: usize) -> f64 {
+    let (k, nb) = (w.k, w.nb);
+    let mut t = 0f64;
+    for b in 0..nb {
+        let i = j * nb + b;
+        let bytes = &w.qs[i * BLOCK_BYTES..(i + 1) * BLOCK_BYTES];
+        let zp = w.zps[i] as f64;
+        let mut s = 0f64;
+        for e in 0..BLOCK {
+            let q = if e < 16 {
+                bytes[e] & 0x0F
+            } else {
+                bytes[e - 16] >> 4
+            } as f64;
+            s += (acts.q[r * k + b * BLOCK + e] as f64).abs() * (q + zp);
+        }
+        t += w.scales[i].abs() as f64 * s;
+    }
+    t * acts.scale[r] as f64
+}
+
+#[test]
+fn decodes_matmul_nbits_layout() {
+    // n = 2, k = 64 (2 blocks per row). Block bytes: byte i = (2i) | (2i+1) << 4, so
+    // element e has nibble e % 16.
+    let block: Vec<u8> = (0..16u8)
+        .map(|i| ((2 * i) & 15) | (((2 * i + 1) & 15) << 4))
+        .collect();
+    let b: Vec<u8> = block.iter().cycle().take(4 * 16).copied().collect();
+    let scales = [1.0, 2.0, 0.5, -1.0];
+    // Row 0: zp 3 (block 0), 5 (block 1) -> byte 0x53; row 1: 0 and 15 -> 0xF0.
+    let zp = [0x53u8, 0xF0];
+    let w = Q4Matrix::from_matmul_nbits(2, 64, &b, &scales, Some(&zp)).unwrap();
+    let d = w.dequantize();
+    for e in 0..64 {
+        let q = (e % 16) as f32;
+        assert_eq!(
+            d[e],
+            (q - if e < 32 { 3.0 } else { 5.0 }) * if e < 32 { 1.0 } else { 2.0 },
+            "row 0 elem {e}"
+        );
+        assert_eq!(
+            d[64 + e],
+            (q - if e < 32 { 0.0 } else { 15.0 }) * if e < 32 { 0.5 } else { -1.0 },
+            "row 1 elem {e}"
+        );
+    }
+    // Without zero points: 8.
+    let w = Q4Matrix::from_matmul_nbits(2, 64, &b, &scales, None).unwrap();
+    assert_eq!(w.dequantize()[5], (5.0 - 8.0) * 1.0);
+    assert_eq!((w.n(), w.k()), (2, 64));
+
+    // Odd block count: zero-point rows are ceil(nb / 2) bytes.
+    let b3: Vec<u8> = block.iter().cycle().take(3 * 16).copied().collect();
+    let w = Q4Matrix::from_matmul_nbits(1, 96, &b3, &[1.0; 3], Some(&[0x21, 0x03])).unwrap();
+    let d = w.dequantize();
+    assert_eq!((d[0], d[32], d[64]), (-1.0, -2.0, -3.0));
+}
+
+#[test]
+fn rejects_bad_shapes() {
+    let b = vec![0u8; 2 * 2 * 16];
+    let s = vec![1f32; 4];
+    assert!(Q4Matrix::from_matmul_nbits(2, 64, &b, &s, None).is_ok());
+    let err = |r: Result<Q4Matrix, KernelError>| r.unwrap_err();
+    assert_eq!(
+        err(Q4Matrix::from_matmul_nbits(2, 63, &b, &s, None)),
+        KernelError::KNotMultipleOfBlock { k: 63 }
+    );
+    assert_eq!(
+        err(Q4Matrix::from_matmul_nbits(2, 48, &b, &s, None)),
+        KernelError::KNotMultipleOfBlock { k: 48 }
+    );
+    assert!(matches!(
+        err(Q4Matrix::from_matmul_nbits(0, 64, &[], &[], None)),
+        KernelError::EmptyShape { .. }
+    ));
+    assert!(matches!(
+        err(Q4Matrix::from_matmul_nbits(2, 0, &[], &[], None)),
+        KernelError::EmptyShape { .. }
+    ));
+    assert!(matches!(
+        err(Q4Matrix::from_matmul_nbits(2, 64, &b[1..], &s, None)),
+        KernelError::BufferSize {
+            buffer: "b",
+            expected: 64,
+            actual: 63
+        }
+    ));
+    assert!(matches!(
+        err(Q4Matrix::from_matmul_nbits(2, 64, &b, &s[..3], None)),
+        KernelError::BufferSize {
+            buffer: "scales",
+            ..
+        }
+    ));
+    assert!(matches!(
+        err(Q4Matrix::from_matmul_nbits(2, 64, &b, &s, Some(&[0u8; 3]))),
+        KernelError::BufferSize {
+            buffer: "zero_points",
+            expected: 2,
+            actual: 3
+        }
+    ));
+    assert!(matches!(
+        err(Q4Matrix::from_matmul_nbits(
+            usize::MAX / 2,
+            64,
+            &b,
+            &s,
+            None
+        )),
+        KernelError::ShapeOverflow { .. }
+    ));
+    assert!(matches!(
+        err(Q4Matrix::from_matmul_nbits(
+            3,
+            usize::MAX - 31,
+            &b,
+            &s,
+            None
+        )),
+        KernelError::ShapeOverflow { .. }
+    ));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// Any combination of shapes and buffer lengths gives Ok or Err, never a panic.
+    #[test]
+    fn from_matmul_nbits_never_panics(
+        n in prop_oneof![0usize..6, Just(usize::MAX), Just(usize::MAX / 16)],
+        k in prop_oneof![0usize..130, Just(usize::MAX - 31), Just(1usize << 62)],
+        b_len in 0usize..200,
+        s_len in 0usize..20,
+        zp_len in proptest::option::of(0usize..8),
+    ) {
+        let b = vec![0x5Au8; b_len];
+        let s = vec![0.5f32; s_len];
+        let zp = zp_len.map(|l| vec![0x88u8; l]);
+        let r = Q4Matrix::from_matmul_nbits(n, k, &b, &s, zp.as_deref());
+        if let Ok(w) = r {
+            prop_assert_eq!(w.dequantize().len(), n * k);
+        }
+    }
+}
+
+/// Scalar kernel vs an f64 reference on the *same* int8 activations and dequantized
+/// weights: only float summation order differs, so the error is at f32 rounding level
+/// (bound used: 1e-5 of the magnitude of the summed terms).
+#[test]
+fn scalar_matches_dequantized_reference() {
+    let mut rng = Rng::new(1);
+    for &(m, n, k, with_zp) in &[
+        (1, 7, 32, false),
+        (3, 5, 320, true),
+        (20, 9, 864, true),
+        (5, 33, 96, false),
+    ] {
+        let w = random_matrix(&mut rng, n, k, with_zp);
+        let x = rng.f32s(m * k, -3.0, 3.0);
+        let acts = quantize_acts(&x, m, k, quantize_row_scalar);
+        let xq: Vec<f32> = (0..m * k)
+            .map(|i| acts.q[i] as f32 * acts.scale[i / k])
+            .collect();
+        let (yref, _) = float_ref(&xq, m, &w);
+        let y = run(scalar(), &x, m, &w);
+        for r in 0..m {
+            for j in 0..n {
+                let i = r * n + j;
+                let tol = 1e-5 * term_magnitude(&acts, r, &w, j) + 1e-12;
+                assert!(
+                    (y[i] as f64 - yref[i]).abs() <= tol,
+                    "m={m} n={n} k={k} [{r},{j}]: {} vs {}",
+                    y[i],
+                    yref[i]
+                );
+            }
+        }
+    }
+}
+
+/// W4A8 (int8 activations) vs full-float activations with the same dequantized weights.
+/// Per-element activation error is at most max|x| / 254, so the error is bounded by
+/// `max|x| / 254 * sum|w|`; for these inputs we require it to be <= 1% of
+/// `sum_k |x_k * w_k|` for every output.
+#[test]
+fn w4a8_close_to_float() {
+    let mut rng = Rng::new(2);
+    for &(m, n, k, with_zp) in &[(1, 64, 320, false), (4, 64, 864, true), (20, 16, 320, true)] {
+        let w = random_matrix(&mut rng, n, k, with_zp);
+        let x = rng.f32s(m * k, -1.0, 1.0);
+        let (yref, mag) = float_ref(&x, m, &w);
+        for kernel in available() {
+            let y = run(kernel, &x, m, &w);
+            let mut worst = 0f64;
+            for i in 0..m * n {
+                let rel = (y[i] as f64 - yref[i]).abs() / mag[i];
+                worst = worst.max(rel);
+            }
+            assert!(
+                worst <= 0.01,
+                "{}: m={m} n={n} k={k}: worst error {worst} of sum|x||w|",
+                kernel.name()
+            );
+        }
+    }
+}
+
+#[test]
+fn zero_rows_and_odd_tiles() {
+    let mut rng = Rng::new(3);
+    let (m, n, k) = (6, 5, 96);
+    let w = random_matrix(&mut rng, n, k, true);
+    let mut x = rng.f32s(m * k, -1.0, 1.0);
+    x[k..2 * k].fill(0.0); // an all-zero row quantizes to scale 0 and gives exact zeros
+    for kernel in available() {
+        let y = run(kernel, &x, m, &w);
+        assert!(y[n..2 * n].iter().all(|&v| v == 0.0), "{}", kernel.name());
+        assert!(y.iter().all(|v| v.is_finite()), "{}", kernel.name());
+    }
+    // m = 0 is a no-op.
+    for kernel in available() {
+        kernel.matmul(&[], 0, &w, &mut []);
+    }
+}
+
+/// Every SIMD quantizer must produce the same int8 rows as the scalar one (they are what
+/// makes the kernels comparable at 1e-4).
+#[test]
+fn kernels_agree_on_ties() {
+    // Values that land exactly on .5 after scaling (max 127 -> inv = 1).
+    let k = 64;
+    let mut x: Vec<f32> = (0..k).map(|i| (i as f32 - 32.0) + 0.5).collect();
+    x[0] = 127.0;
+    let b = vec![0x11u8; 2 * 16];
+    let w = Q4Matrix::from_matmul_nbits(1, k, &b, &[1.0, 1.0], Some(&[0x00])).unwrap();
+    let ys: Vec<f32> = available()
+        .iter()
+        .map(|kr| run(*kr, &x, 1, &w)[0])
+        .collect();
+    assert!(ys.windows(2).all(|p| p[0] == p[1]), "{ys:?}");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+    /// Every available SIMD kernel vs scalar: |diff| <= 1e-4 * (magnitude of the summed terms).
+    #[test]
+    fn simd_kernels_match_scalar(
+        n in 1usize..20,
+        nb in 1usize..12,
+        m in 1usize..11,
+        with_zp in any::<bool>(),
+        x_range in prop_oneof![Just(1e-3f32), Just(1.0f32), Just(1e3f32)],
+        seed in any::<u64>(),
+    ) {
+        let k = nb * BLOCK;
+        let mut rng = Rng::new(seed);
+        let w = random_matrix(&mut rng, n, k, with_zp);
+        let x = rng.f32s(m * k, -x_range, x_range);
+        let acts = quantize_acts(&x, m, k, quantize_row_scalar);
+        let y0 = run(scalar(), &x, m, &w);
+        for kernel in available().into_iter().skip(1) {
+            let y = run(kernel, &x, m, &w);
+            for r in 0..m {
+                for j in 0..n {
+                    let i = r * n + j;
+                    let tol = 1e-4 * term_magnitude(&acts, r, &w, j) + 1e-30;
+                    prop_assert!(
+                        ((y[i] - y0[i]) as f64).abs() <= tol,
+                        "{} vs scalar: m={} n={} k={} [{},{}]: {} vs {} (tol {})",
+                        kernel.name(), m, n, k, r, j, y[i], y0[i], tol
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn registry() {
+    let all = available();
+    assert_eq!(all[0].name(), "scalar");
+    for k in &all {
+        assert!(KERNEL_NAMES.contains(&k.name()));
+        assert_eq!(by_name(k.name()).unwrap().name(), k.name());
+    }
+    assert!(by_name("nope").is_none());
+    #[cfg(target_arch = "x86_64")]
+    assert!(by_name("neon").is_none());
+    #[cfg(target_arch = "aarch64")]
+    assert!(by_name("avx2").is_none());
+    eprintln!(
+        "available kernels: {:?}",
+        all.iter().map(|k| k.name()).collect::<Vec<_>>()
+    );
+}
+
+/// `select()` honours NEXTWORD_KERNEL when it names a supported kernel (run the tests
+/// with e.g. `NEXTWORD_KERNEL=neon`); otherwise it picks the best available.
+#[test]
+fn select_honours_env() {
+    let chosen = select().name();
+    match std::env::var("NEXTWORD_KERNEL")
+        .ok()
+        .and_then(|v| by_name(v.trim()))
+    {
+        Some(k) => assert_eq!(chosen, k.name()),
+        None => assert_eq!(chosen, available().last().unwrap().name()),
+    }
+    eprintln!("select() = {chosen}");
+}
+
+/// Rough single-thread timings (no assertions). Run in release:
+/// `cargo test --release -p nextword-core --lib kernels::tests::timing -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn timing() {
+    let mut rng = Rng::new(4);
+    for &(m, n, k) in &[
+        (1, 8192, 320),
+        (20, 8192, 320),
+        (1, 864, 320),
+        (1, 320, 864),
+        (20, 864, 320),
+    ] {
+        let w = random_matrix(&mut rng, n, k, true);
+        let x = rng.f32s(m * k, -1.0, 1.0);
+        let mut out = vec![0f32; m * n];
+        for kernel in available() {
+            kernel.matmul(&x, m, &w, &mut out);
+            // Per-call times; report the minimum (least disturbed by other load on the
+            // machine) and the median.
+            let start = std::time::Instant::now();
+            let mut times = Vec::new();
+            while start.elapsed().as_secs_f64() < 0.3 || times.len() < 5 {
+                let t = std::time::Instant::now();
+                kernel.matmul(&x, m, &w, &mut out);
+                times.push(t.elapsed().as_secs_f64());
+            }
+            times.sort_by(f64::total_cmp);
+            let (best, median) = (times[0], times[times.len() / 2]);
+            let gmacs = (m * n * k) as f64 / best / 1e9;
+            eprintln!(
+                "m={m:3} n={n:5} k={k:4} {:>11}: min {:8.1} us ({gmacs:6.2} GMAC/s), median {:8.1} us",
+                kernel.name(),
+                best * 1e6,
+                median * 1e6
+            );
+        }
+    }
+}

@@ -1,0 +1,373 @@
+//! x86_64 kernels: AVX2 (`vpmaddubsw`) and AVX-512 VNNI (`vpdpbusd`).
+//!
+//! Both keep the weight nibbles *unsigned* (0..15): the x86 integer dot instructions take
+//! one unsigned-u8 and one signed-i8 operand, so raw nibbles x int8 activations map onto
+//! them directly, with no `q - zp` subtraction and no sign trick per block. The zero point
+//! is applied once per output as `sum_b scale_b * zp_b * sum(a_b)`, a short f32 dot product
+//! with the per-block activation sums precomputed at quantization time (it reads 1 byte of
+//! zero point per block; the scales are still in L1 from the main loop).
+//!
+//! Per block the integer dot products stay in SIMD lanes: they are converted to f32 and
+//! FMA'd with the broadcast block scale into a lane accumulator, so there is only one
+//! horizontal reduction per output (not one per block).
+//!
+//! Up to 4 activation rows are processed together so that the weight unpacking
+//! (load + shift + mask) is shared between them when m > 1.
+
+use std::arch::x86_64::*;
+
+use super::{
+    act_scale, check_matmul_args, quantize_acts, Q4Kernel, Q4Matrix, QuantizedActs, BLOCK,
+    BLOCK_BYTES,
+};
+
+/// Activation rows processed together per weight row.
+const MR: usize = 4;
+
+pub(crate) fn avx2_supported() -> bool {
+    is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
+}
+
+pub(crate) fn avx512vnni_supported() -> bool {
+    avx2_supported()
+        && is_x86_feature_detected!("avx512f")
+        && is_x86_feature_detected!("avx512bw")
+        && is_x86_feature_detected!("avx512vl")
+        && is_x86_feature_detected!("avx512vnni")
+}
+
+#[derive(Debug)]
+pub(crate) struct Avx2;
+pub(crate) static AVX2: Avx2 = Avx2;
+
+#[derive(Debug)]
+pub(crate) struct Avx512Vnni;
+pub(crate) static AVX512VNNI: Avx512Vnni = Avx512Vnni;
+
+impl Q4Kernel for Avx2 {
+    fn name(&self) -> &'static str {
+        "avx2"
+    }
+
+    fn matmul(&self, x: &[f32], m: usize, w: &Q4Matrix, out: &mut [f32]) {
+        check_matmul_args(x, m, w, out);
+        // Cheap (cached) check that keeps this safe fn sound even if the static leaked out.
+        assert!(
+            avx2_supported(),
+            "avx2 kernel used on a CPU without avx2/fma"
+        );
+        // SAFETY: avx2 + fma are present (checked above); shapes checked above.
+        unsafe { matmul_avx2(x, m, w, out) }
+    }
+}
+
+impl Q4Kernel for Avx512Vnni {
+    fn name(&self) -> &'static str {
+        "avx512vnni"
+    }
+
+    fn matmul(&self, x: &[f32], m: usize, w: &Q4Matrix, out: &mut [f32]) {
+        check_matmul_args(x, m, w, out);
+        assert!(
+            avx512vnni_supported(),
+            "avx512vnni kernel used on a CPU without avx512 vnni"
+        );
+        // SAFETY: all enabled features are present (checked above); shapes checked above.
+        unsafe { matmul_vnni(x, m, w, out) }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Helpers
+
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+fn hsum_ps(v: __m256) -> f32 {
+    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    let s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    _mm_cvtss_f32(s)
+}
+
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+fn hmax_ps(v: __m256) -> f32 {
+    let s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+    let s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    let s = _mm_max_ss(s, _mm_movehdup_ps(s));
+    _mm_cvtss_f32(s)
+}
+
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+fn hsum_epi32(v: __m256i) -> i32 {
+    let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
+    _mm_cvtsi128_si32(s)
+}
+
+/// The zero-point term `sum_b scale_b * zp_b * asum_b` of one output.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn zp_term(scales: *const f32, zps: *const u8, asums: *const f32, nb: usize) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    let mut i = 0;
+    while i + 8 <= nb {
+        let z = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(
+            zps.add(i) as *const __m128i
+        )));
+        let sz = _mm256_mul_ps(_mm256_loadu_ps(scales.add(i)), z);
+        acc = _mm256_fmadd_ps(sz, _mm256_loadu_ps(asums.add(i)), acc);
+        i += 8;
+    }
+    let mut s = hsum_ps(acc);
+    while i < nb {
+        s += *scales.add(i) * *zps.add(i) as f32 * *asums.add(i);
+        i += 1;
+    }
+    s
+}
+
+/// AVX2 version of [`super::quantize_row_scalar`], bit-identical to it: same scale
+/// formula, and `vcvtps2dq` rounds to nearest-even like `round_ties_even`.
+/// `|x * inv| <= 127` for finite rows, so the saturating packs never clip.
+#[target_feature(enable = "avx2,fma")]
+fn quantize_row_avx2(x: &[f32], q: &mut [i8], sums: &mut [i32]) -> f32 {
+    let k = x.len();
+    assert!(k % BLOCK == 0 && q.len() == k && sums.len() == k / BLOCK);
+    let xp = x.as_ptr();
+    let qp = q.as_mut_ptr();
+    // SAFETY: all offsets below are < k (k multiple of 32), bounds asserted above.
+    unsafe {
+        let abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFF_FFFF));
+        let mut vmax = _mm256_setzero_ps();
+        let mut i = 0;
+        while i < k {
+            vmax = _mm256_max_ps(vmax, _mm256_and_ps(_mm256_loadu_ps(xp.add(i)), abs_mask));
+            i += 8;
+        }
+        let (scale, inv) = act_scale(hmax_ps(vmax));
+        let vinv = _mm256_set1_ps(inv);
+        // packs_epi32/packs_epi16 interleave the 128-bit lanes; this restores element order.
+        let perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+        for (b, sum) in sums.iter_mut().enumerate() {
+            let p = xp.add(b * BLOCK);
+            let i0 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(p), vinv));
+            let i1 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(p.add(8)), vinv));
+            let i2 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(p.add(16)), vinv));
+            let i3 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(p.add(24)), vinv));
+            *sum = hsum_epi32(_mm256_add_epi32(
+                _mm256_add_epi32(i0, i1),
+                _mm256_add_epi32(i2, i3),
+            ));
+            let packed = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
+            let packed = _mm256_permutevar8x32_epi32(packed, perm);
+            _mm256_storeu_si256(qp.add(b * BLOCK) as *mut __m256i, packed);
+        }
+        scale
+    }
+}
+
+fn quantize_avx2(x: &[f32], m: usize, k: usize) -> QuantizedActs {
+    // SAFETY: only called from the kernels' entry points, after feature detection.
+    quantize_acts(x, m, k, |x, q, s| unsafe { quantize_row_avx2(x, q, s) })
+}
+
+/// Runs `tile::<MR>` over full groups of `MR` activation rows, then `tile::<1>` for the
+/// rest, and writes `(dot - zero_point_term) * a_scale` into `out`.
+macro_rules! drive_rows {
+    ($w:expr, $acts:expr, $aq:expr, $m:expr, $out:expr, $tile:ident) => {{
+        let (w, acts, aq, m, out): (&Q4Matrix, &QuantizedActs, &[i8], usize, &mut [f32]) =
+            ($w, $acts, $aq, $m, $out);
+        let (n_total, k, nb) = (w.n(), w.k(), w.blocks_per_row());
+        let sums_f = acts.sums_f.as_ptr();
+        for n in 0..n_total {
+            let qs = w.row_qs(n).as_ptr();
+            let scales = w.row_scales(n).as_ptr();
+            let zps = w.row_zps(n).as_ptr();
+            let mut r = 0;
+            while r + MR <= m {
+                let rows: [*const i8; MR] = core::array::from_fn(|t| aq[(r + t) * k..].as_ptr());
+                let dots = $tile::<MR>(qs, scales, nb, rows);
+                for t in 0..MR {
+                    let zp_term = zp_term(scales, zps, sums_f.add((r + t) * nb), nb);
+                    out[(r + t) * n_total + n] = (dots[t] - zp_term) * acts.scale[r + t];
+                }
+                r += MR;
+            }
+            while r < m {
+                let dots = $tile::<1>(qs, scales, nb, [aq[r * k..].as_ptr()]);
+                let zp_term = zp_term(scales, zps, sums_f.add(r * nb), nb);
+                out[r * n_total + n] = (dots[0] - zp_term) * acts.scale[r];
+                r += 1;
+            }
+        }
+    }};
+}
+
+// ---------------------------------------------------------------------------------------
+// AVX2
+
+/// `sum_b scale_b * sum_i q[b,i] * a_t[b,i]` (no zero point) for R activation rows.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn tile_avx2<const R: usize>(
+    qs: *const u8,
+    scales: *const f32,
+    nb: usize,
+    acts: [*const i8; R],
+) -> [f32; R] {
+    let mask = _mm256_set1_epi8(0x0F);
+    // Shift only the upper 128-bit lane by 4 (see below).
+    let shift = _mm256_set_epi64x(4, 4, 0, 0);
+    let ones = _mm256_set1_epi16(1);
+    // Two accumulator sets, for even and odd blocks: the FMA into the accumulator is the
+    // loop-carried dependency (4-cycle latency), with a single set and m = 1 it would cap
+    // the loop at one block per 4 cycles.
+    let mut acc0 = [_mm256_setzero_ps(); R];
+    let mut acc1 = [_mm256_setzero_ps(); R];
+    macro_rules! block {
+        ($b:expr, $acc:ident) => {{
+            let b = $b;
+            // The block's 16 bytes in both 128-bit lanes (vbroadcasti128 is a pure load),
+            // upper lane shifted right by 4, then masked: low lane = elements 0..16, upper
+            // lane = elements 16..32, i.e. all 32 nibbles in the activations' order, in 2
+            // ALU ops.
+            let v = _mm256_broadcastsi128_si256(_mm_loadu_si128(
+                qs.add(b * BLOCK_BYTES) as *const __m128i
+            ));
+            let wq = _mm256_and_si256(_mm256_srlv_epi64(v, shift), mask);
+            let d = _mm256_set1_ps(*scales.add(b));
+            for t in 0..R {
+                let a = _mm256_loadu_si256(acts[t].add(b * BLOCK) as *const __m256i);
+                // vpmaddubsw multiplies u8 (first operand) by i8 (second) and adds adjacent
+                // pairs into i16: nibbles 0..15 are valid u8 as they are, and
+                // |pair| <= 2 * 15 * 127 = 3810 never saturates.
+                let p16 = _mm256_maddubs_epi16(wq, a);
+                // vpmaddwd with ones: widen and add adjacent i16 pairs into i32 lanes.
+                let p32 = _mm256_madd_epi16(p16, ones);
+                $acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p32), d, $acc[t]);
+            }
+        }};
+    }
+    let mut b = 0;
+    while b + 2 <= nb {
+        block!(b, acc0);
+        block!(b + 1, acc1);
+        b += 2;
+    }
+    if b < nb {
+        block!(b, acc0);
+    }
+    let mut res = [0f32; R];
+    for t in 0..R {
+        res[t] = hsum_ps(_mm256_add_ps(acc0[t], acc1[t]));
+    }
+    res
+}
+
+#[target_feature(enable = "avx2,fma")]
+unsafe fn matmul_avx2(x: &[f32], m: usize, w: &Q4Matrix, out: &mut [f32]) {
+    let acts = quantize_avx2(x, m, w.k());
+    drive_rows!(w, &acts, &acts.q, m, out, tile_avx2);
+}
+
+// ---------------------------------------------------------------------------------------
+// AVX-512 VNNI
+
+/// Reorders each activation row for [`tile_vnni`]: for each pair of blocks (b0, b1) the
+/// 64 bytes become `[b0[0..16], b1[0..16], b0[16..32], b1[16..32]]`, the order in which a
+/// 256-bit broadcast + per-half shift unpacks the pair's weight nibbles. A trailing odd
+/// block stays in natural order.
+fn pair_layout(q: &[i8], m: usize, k: usize) -> Vec<i8> {
+    let mut out = q.to_vec();
+    let pairs = k / BLOCK / 2;
+    for r in 0..m {
+        for p in 0..pairs {
+            let o = r * k + p * 2 * BLOCK;
+            out[o + 16..o + 32].copy_from_slice(&q[o + 32..o + 48]);
+            out[o + 32..o + 48].copy_from_slice(&q[o + 16..o + 32]);
+        }
+    }
+    out
+}
+
+/// Same as [`tile_avx2`], two blocks per 512-bit vector, `vpdpbusd`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")]
+#[inline]
+unsafe fn tile_vnni<const R: usize>(
+    qs: *const u8,
+    scales: *const f32,
+    nb: usize,
+    acts: [*const i8; R],
+) -> [f32; R] {
+    let mask = _mm512_set1_epi8(0x0F);
+    // Shift only the upper 256 bits by 4.
+    let shift = _mm512_set_epi64(4, 4, 4, 4, 0, 0, 0, 0);
+    // i32 lanes of the dot product: 0..4 block 0, 4..8 block 1, 8..12 block 0, 12..16 block 1.
+    let scale_idx = _mm512_set_epi32(1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0);
+    // Two accumulator sets (even / odd block pairs) to hide the FMA latency, as in AVX2.
+    let mut acc0 = [_mm512_setzero_ps(); R];
+    let mut acc1 = [_mm512_setzero_ps(); R];
+    macro_rules! pair {
+        ($p:expr, $acc:ident) => {{
+            let p = $p;
+            // 32 bytes = blocks (2p, 2p+1) broadcast to [v0, v1, v0, v1] (a pure load),
+            // upper half shifted by 4 and masked: [b0 lo, b1 lo, b0 hi, b1 hi] nibbles,
+            // matching `pair_layout`. 2 ALU ops for 64 weights.
+            let v = _mm512_broadcast_i64x4(_mm256_loadu_si256(
+                qs.add(p * 2 * BLOCK_BYTES) as *const __m256i
+            ));
+            let wq = _mm512_and_si512(_mm512_srlv_epi64(v, shift), mask);
+            // Masked load: never reads past the two scales of this pair.
+            let d =
+                _mm512_permutexvar_ps(scale_idx, _mm512_maskz_loadu_ps(0b11, scales.add(2 * p)));
+            for t in 0..R {
+                let a = _mm512_loadu_si512(acts[t].add(p * 2 * BLOCK) as *const _);
+                // vpdpbusd: u8 x i8, groups of 4 products summed straight into i32 lanes
+                // (one instruction instead of maddubs + madd, no i16 intermediate).
+                let dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wq, a);
+                $acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), d, $acc[t]);
+            }
+        }};
+    }
+    let pairs = nb / 2;
+    let mut p = 0;
+    while p + 2 <= pairs {
+        pair!(p, acc0);
+        pair!(p + 1, acc1);
+        p += 2;
+    }
+    if p < pairs {
+        pair!(p, acc0);
+    }
+    let mut res = [0f32; R];
+    for t in 0..R {
+        res[t] = _mm512_reduce_add_ps(_mm512_add_ps(acc0[t], acc1[t]));
+    }
+    if nb % 2 == 1 {
+        // Odd trailing block (e.g. K = 864 has 27 blocks): 256-bit VNNI, natural order.
+        let b = nb - 1;
+        let v =
+            _mm256_broadcastsi128_si256(_mm_loadu_si128(qs.add(b * BLOCK_BYTES) as *const __m128i));
+        let wq = _mm256_and_si256(
+            _mm256_srlv_epi64(v, _mm256_set_epi64x(4, 4, 0, 0)),
+            _mm256_set1_epi8(0x0F),
+        );
+        let d = _mm256_set1_ps(*scales.add(b));
+        for t in 0..R {
+            let a = _mm256_loadu_si256(acts[t].add(b * BLOCK) as *const __m256i);
+            let dot = _mm256_dpbusd_epi32(_mm256_setzero_si256(), wq, a);
+            res[t] += hsum_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(dot), d));
+        }
+    }
+    res
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")]
+unsafe fn matmul_vnni(x: &[f32], m: usize, w: &Q4Matrix, out: &mut [f32]) {
+    let acts = quantize_avx2(x, m, w.k());
+    let aq = pair_layout(&acts.q, m, w.k());
+    drive_rows!(w, &acts, &aq, m, out, tile_vnni);
+}

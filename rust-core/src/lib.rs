@@ -1,0 +1,21 @@
+//! nextword-core: on-device next-word prediction for mobile keyboards.
+//!
+//! A [`Predictor`] opens a verified model [`bundle`], runs its 4-bit decoder LM through tract
+//! with nextword's own `MatMulNBits` op ([`ops`], [`kernels`]) and turns the text before the
+//! cursor into ranked whole-word [`Suggestion`]s. See ARCHITECTURE.md for the keystroke path.
+
+pub mod bundle;
+pub mod error;
+pub mod kernels;
+mod lm;
+pub mod ops;
+mod predictor;
+mod text;
+mod vocab;
+
+pub use bundle::{Bundle, Manifest, ModelInfo};
+pub use error::{Error, Result};
+pub use ops::MatMulImpl;
+pub use predictor::{Config, Predictor, Suggestion, SuggestionKind, MAX_SUGGESTIONS};
+pub use text::is_word_char;
+pub use tract_onnx;

@@ -1,0 +1,129 @@
+//! The language model as tract runs it: one optimized plan of the bundle's ONNX graph, called
+//! with new tokens and a KV cache (see `training/export.py` for the graph's interface).
+
+use std::sync::Arc;
+
+use tract_onnx::prelude::*;
+
+use crate::bundle::ModelInfo;
+use crate::error::{Error, Result};
+use crate::ops::{onnx_framework, MatMulImpl};
+
+/// Added to the attention scores a query must not see.
+pub(crate) const MASKED: f32 = -1e9;
+
+/// Keys and values of every token the model has seen: `[layers, 2, heads, len, head_dim]`.
+#[derive(Clone, Debug)]
+pub(crate) struct KvCache {
+    tensor: Arc<Tensor>,
+}
+
+impl KvCache {
+    pub fn len(&self) -> usize {
+        self.tensor.shape()[3]
+    }
+}
+
+/// One call of the model: `ids` follow the `past` tokens; `positions[i]` is the position of
+/// `ids[i]`; `bias` is `[ids.len(), past.len() + ids.len()]` row-major (0 = may attend,
+/// [`MASKED`] = may not); logits come back after each token listed in `logits_at`.
+pub(crate) struct Step<'a> {
+    pub ids: &'a [u32],
+    pub positions: &'a [usize],
+    pub bias: &'a [f32],
+    pub logits_at: &'a [usize],
+}
+
+pub(crate) struct LanguageModel {
+    plan: Arc<TypedRunnableModel>,
+    info: ModelInfo,
+    vocab_size: usize,
+    matmul: MatMulImpl,
+}
+
+impl std::fmt::Debug for LanguageModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LanguageModel").field("info", &self.info).field("matmul", &self.matmul).finish()
+    }
+}
+
+impl LanguageModel {
+    pub fn load(bytes: &[u8], info: &ModelInfo, vocab_size: usize, matmul: MatMulImpl) -> Result<Self> {
+        let onnx = onnx_framework(matmul);
+        let mut model = onnx.model_for_read(&mut &bytes[..]).map_err(Error::model)?;
+        let s = model.symbols.sym("S");
+        let p = model.symbols.sym("P");
+        let r = model.symbols.sym("R");
+        let (l, h, d) = (info.n_layers, info.n_heads, info.head_dim);
+        let s_dim = TDim::from(s.clone());
+        let t_dim = TDim::from(p.clone()) + TDim::from(s.clone());
+        let facts: [InferenceFact; 5] = [
+            i64::fact([1.to_dim(), s_dim.clone()]).into(),
+            i64::fact([1.to_dim(), s_dim.clone()]).into(),
+            f32::fact([s_dim, t_dim]).into(),
+            f32::fact([l.to_dim(), 2.to_dim(), h.to_dim(), p.into(), d.to_dim()]).into(),
+            i64::fact([TDim::from(r)]).into(),
+        ];
+        if model.inputs.len() != facts.len() || model.outputs.len() != 2 {
+            return Err(Error::InvalidModel(format!(
+                "expected 5 inputs and 2 outputs (a nextword LM export), found {} and {}",
+                model.inputs.len(),
+                model.outputs.len()
+            )));
+        }
+        for (i, f) in facts.into_iter().enumerate() {
+            model.set_input_fact(i, f).map_err(Error::model)?;
+        }
+        let typed = model.into_typed().and_then(|m| m.into_optimized()).map_err(Error::model)?;
+        let logits = typed.output_fact(0).map_err(Error::model)?;
+        let found_vocab = logits.shape.last().and_then(|d| d.to_usize().ok());
+        if found_vocab != Some(vocab_size) {
+            return Err(Error::VocabMismatch { tokenizer: vocab_size, model: found_vocab.unwrap_or(0) });
+        }
+        let plan = typed.into_runnable().map_err(Error::model)?;
+        Ok(LanguageModel { plan, info: info.clone(), vocab_size, matmul })
+    }
+
+    pub fn empty_cache(&self) -> KvCache {
+        let i = &self.info;
+        KvCache { tensor: Arc::new(Tensor::zero::<f32>(&[i.n_layers, 2, i.n_heads, 0, i.head_dim]).expect("zero-sized")) }
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        self.vocab_size
+    }
+
+    pub fn matmul(&self) -> MatMulImpl {
+        self.matmul
+    }
+
+    /// Runs one step; returns the logits after each `logits_at` token (concatenated, `vocab`
+    /// floats each) and the cache extended with `ids`.
+    pub fn run(&self, past: &KvCache, step: &Step) -> Result<(Vec<f32>, KvCache)> {
+        let s = step.ids.len();
+        let t = past.len() + s;
+        let positions_ok = step.positions.iter().all(|&p| p < self.info.max_positions);
+        if s == 0 || step.positions.len() != s || step.bias.len() != s * t || !positions_ok {
+            return Err(Error::InvalidInput(format!("malformed model step: {s} tokens, cache {}", past.len())));
+        }
+        if step.logits_at.iter().any(|&i| i >= s) {
+            return Err(Error::InvalidInput("logits asked after a token not in the step".into()));
+        }
+        let ids: Vec<i64> = step.ids.iter().map(|&i| i as i64).collect();
+        let pos: Vec<i64> = step.positions.iter().map(|&p| p as i64).collect();
+        let at: Vec<i64> = step.logits_at.iter().map(|&i| i as i64).collect();
+        let inputs = tvec![
+            tensor1(&ids).into_shape(&[1, s]).map_err(Error::inference)?.into_tvalue(),
+            tensor1(&pos).into_shape(&[1, s]).map_err(Error::inference)?.into_tvalue(),
+            tensor1(step.bias).into_shape(&[s, t]).map_err(Error::inference)?.into_tvalue(),
+            TValue::Const(past.tensor.clone()),
+            tensor1(&at).into_tvalue(),
+        ];
+        let mut out = self.plan.run(inputs).map_err(Error::inference)?;
+        let present = out.pop().expect("two outputs").into_arc_tensor();
+        let logits = out.pop().expect("two outputs");
+        let logits = logits.as_slice::<f32>().map_err(Error::inference)?.to_vec();
+        debug_assert_eq!(logits.len(), step.logits_at.len() * self.vocab_size);
+        Ok((logits, KvCache { tensor: present }))
+    }
+}

@@ -1,0 +1,119 @@
+//! ONNX operators nextword implements itself, registered into tract-onnx's op registry.
+//!
+//! The decoder LM is exported with `com.microsoft::MatMulNBits` (4-bit, block 32) for its
+//! linear layers. tract-onnx ships its own lowering of that op (to a `Q4_0` block-quant
+//! `EinSum`); [`MatMulImpl::Nextword`] replaces it with [`matmul_nbits`], which keeps the weight
+//! as a [`Q4Matrix`](crate::kernels::Q4Matrix) and runs it through nextword's
+//! [`Q4Kernel`](crate::kernels::Q4Kernel)s. [`MatMulImpl::TractBuiltin`] keeps tract's lowering,
+//! for comparison.
+//!
+//! ```no_run
+//! use nextword_core::ops::{onnx_framework, MatMulImpl};
+//! use nextword_core::tract_onnx::prelude::*;
+//! let model = onnx_framework(MatMulImpl::Nextword)
+//!     .model_for_path("model.onnx")?
+//!     .into_optimized()?
+//!     .into_runnable()?;
+//! # Ok::<(), TractError>(())
+//! ```
+
+pub mod matmul_nbits;
+
+use std::fmt;
+use std::str::FromStr;
+
+use tract_onnx::prelude::TypedModel;
+use tract_onnx::Onnx;
+
+use crate::kernels::Q4Kernel;
+
+pub use matmul_nbits::{MatMulNBitsQ4, MatMulNBitsUnpacked};
+
+/// Which implementation of `com.microsoft::MatMulNBits` a loaded model uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum MatMulImpl {
+    /// nextword's op: the weight stays a `Q4Matrix`, multiplied by a nextword `Q4Kernel`
+    /// (`kernels::select()` at model build time; see [`set_kernel`]).
+    #[default]
+    Nextword,
+    /// tract-onnx's built-in lowering (a `Q4_0` block-quant `EinSum`).
+    TractBuiltin,
+}
+
+impl MatMulImpl {
+    pub const ALL: [MatMulImpl; 2] = [MatMulImpl::Nextword, MatMulImpl::TractBuiltin];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            MatMulImpl::Nextword => "nextword",
+            MatMulImpl::TractBuiltin => "tract",
+        }
+    }
+}
+
+impl fmt::Display for MatMulImpl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for MatMulImpl {
+    type Err = String;
+    /// Accepts `nextword` and `tract` (also `tract-builtin`, `builtin`), case-insensitively.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "nextword" | "ours" => Ok(MatMulImpl::Nextword),
+            "tract" | "tract-builtin" | "tract_builtin" | "builtin" => Ok(MatMulImpl::TractBuiltin),
+            other => Err(format!("unknown MatMulNBits implementation {other:?} (expected \"nextword\" or \"tract\")")),
+        }
+    }
+}
+
+/// A tract-onnx framework (`tract_onnx::onnx()`) whose `MatMulNBits` is `imp`.
+pub fn onnx_framework(imp: MatMulImpl) -> Onnx {
+    let mut onnx = tract_onnx::onnx();
+    register(&mut onnx, imp);
+    onnx
+}
+
+/// Points the `MatMulNBits` entry of an existing framework's registry at `imp`.
+pub fn register(onnx: &mut Onnx, imp: MatMulImpl) {
+    match imp {
+        MatMulImpl::Nextword => {
+            onnx.op_register.insert("MatMulNBits", matmul_nbits::mat_mul_nbits);
+        }
+        MatMulImpl::TractBuiltin => {
+            // tract's builder is private to tract-onnx: take it from a pristine registry.
+            let builtin = *tract_onnx::onnx()
+                .op_register
+                .0
+                .get("MatMulNBits")
+                .expect("tract-onnx registers MatMulNBits");
+            onnx.op_register.insert("MatMulNBits", builtin);
+        }
+    }
+}
+
+/// Switches every nextword `MatMulNBits` node of a typed (e.g. optimized) model to `kernel`.
+/// Returns how many nodes were changed. Call it before building the plan.
+pub fn set_kernel(model: &mut TypedModel, kernel: &'static dyn Q4Kernel) -> usize {
+    let mut count = 0;
+    for node in model.nodes_mut() {
+        if let Some(op) = node.op_as_mut::<MatMulNBitsQ4>() {
+            op.kernel = kernel;
+            count += 1;
+        } else if let Some(op) = node.op_as_mut::<MatMulNBitsUnpacked>() {
+            op.kernel = kernel;
+            count += 1;
+        }
+    }
+    count
+}
+
+/// How many nextword `MatMulNBits` nodes a typed model holds, as (packed, unpacked).
+/// An optimized model whose weights are initializers should have only packed ones.
+pub fn count_nodes(model: &TypedModel) -> (usize, usize) {
+    let packed = model.nodes().iter().filter(|n| n.op_is::<MatMulNBitsQ4>()).count();
+    let unpacked = model.nodes().iter().filter(|n| n.op_is::<MatMulNBitsUnpacked>()).count();
+    (packed, unpacked)
+}

@@ -1,0 +1,341 @@
+//! Suggestions: from the text before the cursor to ranked whole words.
+//!
+//! The committed words (at most `context_tokens` tokens of them) go through the model once and
+//! stay in a KV cache, so a keystroke inside a word costs only the short search over the word's
+//! own tokens. That search decodes a small tree of beams, all beams of one depth in a single
+//! model call (tree attention through the `attn_bias` input), and stops each beam at a word
+//! boundary: a word's score is P(its tokens) × P(next token ends the word).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Mutex;
+
+use serde::Serialize;
+use tokenizers::Tokenizer;
+
+use crate::bundle::{Bundle, Manifest};
+use crate::error::{Error, Result};
+use crate::lm::{KvCache, LanguageModel, Step, MASKED};
+use crate::ops::MatMulImpl;
+use crate::text::{analyse, capitalize, fold, MAX_PARTIAL_CHARS};
+use crate::vocab::{Piece, Vocab};
+
+/// Most suggestions one call returns.
+pub const MAX_SUGGESTIONS: usize = 16;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Config {
+    /// Which `MatMulNBits` implementation runs the 4-bit layers.
+    pub matmul: MatMulImpl,
+    /// Beams kept at each depth of the word search.
+    pub beam_width: usize,
+    /// Longest word, in tokens, the search follows.
+    pub max_word_tokens: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config { matmul: MatMulImpl::Nextword, beam_width: 6, max_word_tokens: 4 }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SuggestionKind {
+    /// The cursor follows a space: the next word.
+    NextWord,
+    /// A word is being typed: words that start with what was typed.
+    Completion,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Suggestion {
+    pub text: String,
+    /// Probability of the word given the text (not normalised over the suggestions).
+    pub score: f32,
+    pub kind: SuggestionKind,
+}
+
+/// The committed context last seen, with the model's state after it.
+struct ContextState {
+    ids: Vec<u32>,
+    cache: KvCache,
+    next_logp: Vec<f32>,
+}
+
+pub struct Predictor {
+    lm: LanguageModel,
+    tokenizer: Tokenizer,
+    vocab: Vocab,
+    manifest: Manifest,
+    bos: u32,
+    config: Config,
+    state: Mutex<Option<ContextState>>,
+}
+
+impl std::fmt::Debug for Predictor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Predictor").field("model_id", &self.manifest.model_id).field("config", &self.config).finish()
+    }
+}
+
+impl Predictor {
+    pub fn open(bundle_dir: impl AsRef<Path>, config: Config) -> Result<Predictor> {
+        Predictor::from_bundle(Bundle::open(bundle_dir)?, config)
+    }
+
+    pub fn from_bundle(bundle: Bundle, config: Config) -> Result<Predictor> {
+        let manifest = bundle.manifest;
+        let tokenizer = Tokenizer::from_bytes(&bundle.tokenizer_bytes)
+            .map_err(|e| Error::InvalidTokenizer(e.to_string()))?;
+        let tok_vocab = tokenizer.get_vocab_size(true);
+        if tok_vocab != manifest.vocab_size {
+            return Err(Error::VocabMismatch { tokenizer: tok_vocab, model: manifest.vocab_size });
+        }
+        let bos = tokenizer
+            .token_to_id(&manifest.bos_token)
+            .ok_or_else(|| Error::InvalidTokenizer(format!("no {} token", manifest.bos_token)))?;
+        let lm = LanguageModel::load(&bundle.model_bytes, &manifest.model, manifest.vocab_size, config.matmul)?;
+        let vocab = Vocab::new(&tokenizer, manifest.vocab_size);
+        let config = Config { beam_width: config.beam_width.max(1), max_word_tokens: config.max_word_tokens.max(1), ..config };
+        log::info!("loaded {} ({} parameters, {} matmul)", manifest.model_id, manifest.model.parameters, config.matmul);
+        Ok(Predictor { lm, tokenizer, vocab, manifest, bos, config, state: Mutex::new(None) })
+    }
+
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Token ids of `text` as the model reads committed text (no start-of-text mark).
+    pub fn tokenize(&self, text: &str) -> Result<Vec<u32>> {
+        let enc = self.tokenizer.encode(text, false).map_err(|e| Error::InvalidInput(e.to_string()))?;
+        Ok(enc.get_ids().to_vec())
+    }
+
+    /// Log-probabilities of the token after `ids`, from a fresh forward pass (no cache).
+    pub fn next_token_logprobs(&self, ids: &[u32]) -> Result<Vec<f32>> {
+        if ids.is_empty() || ids.len() >= self.manifest.model.max_positions {
+            return Err(Error::InvalidInput(format!("{} tokens: not in 1..{}", ids.len(), self.manifest.model.max_positions)));
+        }
+        let (logits, _) = self.forward(&self.lm.empty_cache(), ids)?;
+        Ok(log_softmax(&logits))
+    }
+
+    /// Ranked suggestions for the text before the cursor.
+    pub fn suggest(&self, text_before_cursor: &str, max: usize) -> Result<Vec<Suggestion>> {
+        let max = max.min(MAX_SUGGESTIONS);
+        let a = analyse(text_before_cursor);
+        if max == 0 || a.partial.chars().count() > MAX_PARTIAL_CHARS {
+            return Ok(Vec::new());
+        }
+        let ids = self.context_ids(a.context, a.starts_field)?;
+        let mut guard = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let state = self.update_context(guard.take(), ids)?;
+        let kind = if a.partial.is_empty() { SuggestionKind::NextWord } else { SuggestionKind::Completion };
+        let words = self.search_words(&state, &fold(a.partial), max);
+        *guard = Some(state);
+        drop(guard);
+        let words = words?;
+        let typed_capital = a.partial.chars().any(char::is_uppercase);
+        let typed_len = a.partial.chars().count();
+        let mut seen = HashMap::new();
+        let mut out: Vec<Suggestion> = Vec::new();
+        for (word, logp) in words {
+            let text = if typed_capital && fold(&word).len() == word.chars().count() {
+                a.partial.chars().chain(word.chars().skip(typed_len)).collect()
+            } else if a.sentence_start && a.partial.is_empty() {
+                capitalize(&word)
+            } else {
+                word
+            };
+            match seen.get(&text) {
+                Some(&i) => {
+                    let s: &mut Suggestion = &mut out[i];
+                    s.score += logp.exp();
+                }
+                None => {
+                    seen.insert(text.clone(), out.len());
+                    out.push(Suggestion { text, score: logp.exp(), kind });
+                }
+            }
+        }
+        out.sort_by(|x, y| y.score.total_cmp(&x.score));
+        out.truncate(max);
+        Ok(out)
+    }
+
+    fn context_ids(&self, context: &str, starts_field: bool) -> Result<Vec<u32>> {
+        let window = self.manifest.context_tokens;
+        let mut ids = if context.is_empty() { Vec::new() } else { self.tokenize(context)? };
+        if starts_field && ids.len() < window {
+            ids.insert(0, self.bos);
+        }
+        if ids.is_empty() {
+            ids.push(self.bos);
+        }
+        let start = ids.len().saturating_sub(window);
+        Ok(ids.split_off(start))
+    }
+
+    /// The model state after `ids`, reusing what `previous` already computed when `ids` extends it.
+    fn update_context(&self, previous: Option<ContextState>, ids: Vec<u32>) -> Result<ContextState> {
+        if let Some(prev) = previous {
+            if prev.ids == ids {
+                return Ok(prev);
+            }
+            if ids.len() > prev.ids.len() && ids.starts_with(&prev.ids) {
+                let (logits, cache) = self.forward(&prev.cache, &ids[prev.ids.len()..])?;
+                return Ok(ContextState { ids, cache, next_logp: log_softmax(&logits) });
+            }
+        }
+        let (logits, cache) = self.forward(&self.lm.empty_cache(), &ids)?;
+        Ok(ContextState { ids, cache, next_logp: log_softmax(&logits) })
+    }
+
+    /// Causal forward of `ids` after `past`; logits after the last one.
+    fn forward(&self, past: &KvCache, ids: &[u32]) -> Result<(Vec<f32>, KvCache)> {
+        let p = past.len();
+        let s = ids.len();
+        let positions: Vec<usize> = (p..p + s).collect();
+        let mut bias = vec![0f32; s * (p + s)];
+        for q in 0..s {
+            for k in p + q + 1..p + s {
+                bias[q * (p + s) + k] = MASKED;
+            }
+        }
+        self.lm.run(past, &Step { ids, positions: &positions, bias: &bias, logits_at: &[s - 1] })
+    }
+
+    /// Whole words after the context that start with `typed` (folded), with log-probabilities.
+    fn search_words(&self, ctx: &ContextState, typed: &[char], max: usize) -> Result<Vec<(String, f32)>> {
+        let v = &self.vocab;
+        let mut live: Vec<Beam> = (0..v.pieces.len())
+            .filter(|&t| v.pieces[t] == Piece::WordStart)
+            .filter_map(|t| {
+                let remaining = consume(typed, &v.folded[t])?;
+                Some(Beam { text: v.text[t].clone(), remaining, logp: ctx.next_logp[t], token: t as u32, slots: vec![] })
+            })
+            .collect();
+        keep_best(&mut live, self.config.beam_width, f32::NEG_INFINITY);
+        let ctx_len = ctx.ids.len();
+        let mut cache = ctx.cache.clone();
+        let mut finished: Vec<(String, f32)> = Vec::new();
+        for depth in 0..self.config.max_word_tokens {
+            if live.is_empty() {
+                break;
+            }
+            let p = cache.len();
+            let s = live.len();
+            let ids: Vec<u32> = live.iter().map(|b| b.token).collect();
+            let positions = vec![ctx_len + depth; s];
+            // Tree attention: each beam token sees the context, its own earlier tokens, itself.
+            let t = p + s;
+            let mut bias = vec![MASKED; s * t];
+            for (j, beam) in live.iter().enumerate() {
+                let row = &mut bias[j * t..(j + 1) * t];
+                row[..ctx_len].fill(0.0);
+                for &slot in &beam.slots {
+                    row[slot] = 0.0;
+                }
+                row[p + j] = 0.0;
+            }
+            let logits_at: Vec<usize> = (0..s).collect();
+            let (logits, next_cache) =
+                self.lm.run(&cache, &Step { ids: &ids, positions: &positions, bias: &bias, logits_at: &logits_at })?;
+            cache = next_cache;
+            let vocab_size = self.lm.vocab_size();
+            let mut next = Vec::new();
+            for (j, beam) in live.into_iter().enumerate() {
+                let lp = log_softmax(&logits[j * vocab_size..(j + 1) * vocab_size]);
+                if beam.remaining.is_empty() {
+                    let end = log_sum_exp((0..vocab_size).filter(|&t| v.ends_word(t)).map(|t| lp[t]));
+                    finished.push((beam.text.clone(), beam.logp + end));
+                }
+                let mut slots = beam.slots.clone();
+                slots.push(p + j);
+                for t in 0..vocab_size {
+                    if v.pieces[t] != Piece::WordContinuation {
+                        continue;
+                    }
+                    if let Some(remaining) = consume(&beam.remaining, &v.folded[t]) {
+                        next.push(Beam {
+                            text: format!("{}{}", beam.text, v.text[t]),
+                            remaining,
+                            logp: beam.logp + lp[t],
+                            token: t as u32,
+                            slots: slots.clone(),
+                        });
+                    }
+                }
+            }
+            // A beam only loses probability as it grows: one already below the max-th finished
+            // word can never enter the result.
+            finished.sort_by(|a, b| b.1.total_cmp(&a.1));
+            let floor = finished.get(max.saturating_sub(1)).map_or(f32::NEG_INFINITY, |w| w.1);
+            keep_best(&mut next, self.config.beam_width, floor);
+            live = next;
+        }
+        Ok(finished)
+    }
+}
+
+struct Beam {
+    text: String,
+    /// Typed characters (folded) the beam's tokens have not covered yet.
+    remaining: Vec<char>,
+    logp: f32,
+    /// The token to feed next.
+    token: u32,
+    /// Cache slots of the beam's tokens fed so far.
+    slots: Vec<usize>,
+}
+
+/// What remains of `typed` after a token whose folded text is `piece`, if they agree.
+fn consume(typed: &[char], piece: &[char]) -> Option<Vec<char>> {
+    let n = typed.len().min(piece.len());
+    (typed[..n] == piece[..n]).then(|| typed[n..].to_vec())
+}
+
+fn keep_best(beams: &mut Vec<Beam>, width: usize, floor: f32) {
+    beams.retain(|b| b.logp > floor);
+    beams.sort_by(|a, b| b.logp.total_cmp(&a.logp));
+    beams.truncate(width);
+}
+
+fn log_sum_exp(xs: impl Iterator<Item = f32> + Clone) -> f32 {
+    let m = xs.clone().fold(f32::NEG_INFINITY, f32::max);
+    if m == f32::NEG_INFINITY {
+        return m;
+    }
+    m + xs.map(|x| (x - m).exp()).sum::<f32>().ln()
+}
+
+fn log_softmax(logits: &[f32]) -> Vec<f32> {
+    let z = log_sum_exp(logits.iter().copied());
+    logits.iter().map(|&x| x - z).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn consume_prefixes() {
+        let typed: Vec<char> = "tom".chars().collect();
+        assert_eq!(consume(&typed, &['t', 'o']), Some(vec!['m']));
+        assert_eq!(consume(&typed, &"tomorrow".chars().collect::<Vec<_>>()), Some(vec![]));
+        assert_eq!(consume(&typed, &['t', 'a']), None);
+        assert_eq!(consume(&[], &['x']), Some(vec![]));
+    }
+
+    #[test]
+    fn log_softmax_normalises() {
+        let lp = log_softmax(&[1.0, 2.0, 3.0, -1e9]);
+        let total: f32 = lp.iter().map(|x| x.exp()).sum();
+        assert!((total - 1.0).abs() < 1e-6);
+    }
+}

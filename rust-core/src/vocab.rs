@@ -1,0 +1,76 @@
+//! What each token of the vocabulary is, as far as words go: the core only ever offers whole
+//! words, so it must know which tokens start a word, which continue one, and which end it.
+
+use tokenizers::Tokenizer;
+
+use crate::text::is_word_char;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Piece {
+    /// Starts a word: a space then word characters ("Ġthe").
+    WordStart,
+    /// Continues a word: word characters only ("row" in "tomor|row").
+    WordContinuation,
+    /// Anything else (punctuation, a bare space, partial UTF-8 bytes, special tokens): it ends
+    /// the word before it and never appears in a suggestion.
+    Other,
+}
+
+#[derive(Debug)]
+pub struct Vocab {
+    pub pieces: Vec<Piece>,
+    /// Surface text of each word piece without its leading space (empty for `Other`).
+    pub text: Vec<String>,
+    /// `text` lower-cased, as chars, for prefix matching.
+    pub folded: Vec<Vec<char>>,
+}
+
+impl Vocab {
+    pub fn new(tokenizer: &Tokenizer, vocab_size: usize) -> Vocab {
+        let mut pieces = Vec::with_capacity(vocab_size);
+        let mut text = Vec::with_capacity(vocab_size);
+        for id in 0..vocab_size as u32 {
+            let special = tokenizer.get_added_vocabulary().is_special_token(&tokenizer.id_to_token(id).unwrap_or_default());
+            let decoded = if special { None } else { tokenizer.decode(&[id], false).ok() };
+            let (piece, t) = match decoded {
+                Some(s) if !s.contains('\u{FFFD}') => classify(&s),
+                _ => (Piece::Other, String::new()),
+            };
+            pieces.push(piece);
+            text.push(t);
+        }
+        let folded = text.iter().map(|t| crate::text::fold(t)).collect();
+        Vocab { pieces, text, folded }
+    }
+
+    pub fn ends_word(&self, id: usize) -> bool {
+        self.pieces[id] != Piece::WordContinuation
+    }
+}
+
+fn classify(s: &str) -> (Piece, String) {
+    let (word_start, rest) = match s.strip_prefix(' ') {
+        Some(rest) => (true, rest),
+        None => (false, s),
+    };
+    if rest.is_empty() || !rest.chars().all(is_word_char) {
+        return (Piece::Other, String::new());
+    }
+    let piece = if word_start { Piece::WordStart } else { Piece::WordContinuation };
+    (piece, rest.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classification() {
+        assert_eq!(classify(" the"), (Piece::WordStart, "the".into()));
+        assert_eq!(classify("row"), (Piece::WordContinuation, "row".into()));
+        assert_eq!(classify("'t"), (Piece::WordContinuation, "'t".into()));
+        assert_eq!(classify(","), (Piece::Other, String::new()));
+        assert_eq!(classify(" "), (Piece::Other, String::new()));
+        assert_eq!(classify(" hello!"), (Piece::Other, String::new()));
+    }
+}

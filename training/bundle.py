@@ -1,0 +1,74 @@
+"""Assemble a nextword model bundle: model.onnx + tokenizer.json + manifest.json.
+
+The manifest carries everything the core checks before it runs anything: the format version,
+the model's shape, the vocabulary size the tokenizer must match, and the SHA-256 of every file.
+"""
+import argparse
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import onnx
+
+FORMAT_VERSION = 1
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def make_bundle(onnx_path: Path, tokenizer_path: Path, out: Path, model_id: str, language="en",
+                context_tokens=20, extra_files=()):
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(onnx_path, out / "model.onnx")
+    shutil.copyfile(tokenizer_path, out / "tokenizer.json")
+    for f in extra_files:
+        shutil.copyfile(f, out / Path(f).name)
+    m = onnx.load(str(out / "model.onnx"), load_external_data=False)
+    props = {p.key: p.value for p in m.metadata_props}
+    cfg = json.loads(props["config"])
+    tok = json.loads((out / "tokenizer.json").read_text(encoding="utf-8"))
+    vocab = len(tok["model"]["vocab"]) + sum(1 for t in tok["added_tokens"] if t["content"] not in tok["model"]["vocab"])
+    if vocab != cfg["vocab_size"]:
+        raise SystemExit(f"tokenizer has {vocab} tokens but the model {cfg['vocab_size']}")
+    d, ff, L, V = cfg["d_model"], cfg["d_ff"], cfg["n_layers"], cfg["vocab_size"]
+    params = V * d + L * (4 * d * d + 3 * d * ff + 2 * d) + d
+    files = sorted(p.name for p in out.iterdir() if p.name != "manifest.json")
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "model_id": model_id,
+        "language": language,
+        "vocab_size": V,
+        "context_tokens": context_tokens,
+        "bos_token": "<|bos|>",
+        "model": {
+            "file": "model.onnx",
+            "bits": int(props["bits"]),
+            "parameters": params,
+            "d_model": d,
+            "n_layers": L,
+            "n_heads": cfg["n_heads"],
+            "head_dim": d // cfg["n_heads"],
+            "max_positions": cfg["max_positions"],
+        },
+        "tokenizer": "tokenizer.json",
+        "files": {f: sha256(out / f) for f in files},
+    }
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--onnx", required=True)
+    ap.add_argument("--tokenizer", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--model-id", required=True)
+    ap.add_argument("--extra", nargs="*", default=[], help="more files to ship in the bundle")
+    a = ap.parse_args()
+    print(json.dumps(make_bundle(Path(a.onnx), Path(a.tokenizer), Path(a.out), a.model_id, extra_files=a.extra), indent=1))
+
+
+if __name__ == "__main__":
+    main()
