@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use tract_onnx::prelude::*;
+use tract_onnx::tract_hir::internal::DimLike;
 
 use crate::bundle::ModelInfo;
 use crate::error::{Error, Result};
@@ -116,13 +117,13 @@ impl LanguageModel {
             tensor1(&ids).into_shape(&[1, s]).map_err(Error::inference)?.into_tvalue(),
             tensor1(&pos).into_shape(&[1, s]).map_err(Error::inference)?.into_tvalue(),
             tensor1(step.bias).into_shape(&[s, t]).map_err(Error::inference)?.into_tvalue(),
-            TValue::Const(past.tensor.clone()),
+            TValue::from_const(past.tensor.clone()),
             tensor1(&at).into_tvalue(),
         ];
         let mut out = self.plan.run(inputs).map_err(Error::inference)?;
         let present = out.pop().expect("two outputs").into_arc_tensor();
         let logits = out.pop().expect("two outputs");
-        let logits = logits.as_slice::<f32>().map_err(Error::inference)?.to_vec();
+        let logits = logits.try_as_plain_ram().and_then(|v| Ok(v.as_slice::<f32>()?.to_vec())).map_err(Error::inference)?;
         debug_assert_eq!(logits.len(), step.logits_at.len() * self.vocab_size);
         Ok((logits, KvCache { tensor: present }))
     }

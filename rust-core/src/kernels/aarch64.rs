@@ -6,19 +6,17 @@
 //! correction is needed.
 //!
 //! As on x86, per-block integer dots stay in lanes and are FMA'd as f32 with the block
-//! scale into a lane accumulator (one horizontal add per output), and up to 4 activation
-//! rows share each unpacked weight block.
+//! scale into a lane accumulator (one horizontal add per output), and rows are tiled as
+//! described in `drive_rows!` (mod.rs): 4 activation rows share each unpacked weight block
+//! when m > 1, 4 weight rows share each activation load when m = 1.
 
 use std::arch::aarch64::*;
 use std::arch::asm;
 
 use super::{
     act_scale, check_matmul_args, quantize_acts, Q4Kernel, Q4Matrix, QuantizedActs, BLOCK,
-    BLOCK_BYTES,
+    BLOCK_BYTES, MR, NR,
 };
-
-/// Activation rows processed together per weight row.
-const MR: usize = 4;
 
 pub(crate) fn neon_supported() -> bool {
     std::arch::is_aarch64_feature_detected!("neon")
@@ -45,17 +43,7 @@ impl Q4Kernel for Neon {
         check_matmul_args(x, m, w, out);
         assert!(neon_supported(), "neon kernel used on a CPU without neon");
         // SAFETY: neon present (checked above); shapes checked above.
-        unsafe {
-            let acts = quantize_neon(x, m, w.k());
-            drive_rows(
-                w,
-                &acts,
-                m,
-                out,
-                |qs, scales, zps, nb, rows| tile_neon::<MR>(qs, scales, zps, nb, rows),
-                |qs, scales, zps, nb, row| tile_neon::<1>(qs, scales, zps, nb, [row])[0],
-            );
-        }
+        unsafe { matmul_neon(x, m, w, out) }
     }
 }
 
@@ -71,52 +59,25 @@ impl Q4Kernel for DotProd {
             "dotprod kernel used on a CPU without dotprod"
         );
         // SAFETY: neon + dotprod present (checked above); shapes checked above.
-        unsafe {
-            let acts = quantize_neon(x, m, w.k());
-            drive_rows(
-                w,
-                &acts,
-                m,
-                out,
-                |qs, scales, zps, nb, rows| tile_dotprod::<MR>(qs, scales, zps, nb, rows),
-                |qs, scales, zps, nb, row| tile_dotprod::<1>(qs, scales, zps, nb, [row])[0],
-            );
-        }
+        unsafe { matmul_dotprod(x, m, w, out) }
     }
 }
 
-/// Calls `tile4` on groups of `MR` activation rows and `tile1` on the rest, writes
-/// `dot * a_scale`. (`#[inline(always)]` so the tile calls are direct calls from the
-/// caller's monomorphized closures.)
-#[inline(always)]
-unsafe fn drive_rows(
-    w: &Q4Matrix,
-    acts: &QuantizedActs,
-    m: usize,
-    out: &mut [f32],
-    tile4: impl Fn(*const u8, *const f32, *const u8, usize, [*const i8; MR]) -> [f32; MR],
-    tile1: impl Fn(*const u8, *const f32, *const u8, usize, *const i8) -> f32,
-) {
-    let (n_total, k, nb) = (w.n(), w.k(), w.blocks_per_row());
-    for n in 0..n_total {
-        let qs = w.row_qs(n).as_ptr();
-        let scales = w.row_scales(n).as_ptr();
-        let zps = w.row_zps(n).as_ptr();
-        let mut r = 0;
-        while r + MR <= m {
-            let rows: [*const i8; MR] = core::array::from_fn(|t| acts.q[(r + t) * k..].as_ptr());
-            let dots = tile4(qs, scales, zps, nb, rows);
-            for t in 0..MR {
-                out[(r + t) * n_total + n] = dots[t] * acts.scale[r + t];
-            }
-            r += MR;
-        }
-        while r < m {
-            out[r * n_total + n] =
-                tile1(qs, scales, zps, nb, acts.q[r * k..].as_ptr()) * acts.scale[r];
-            r += 1;
-        }
-    }
+#[target_feature(enable = "neon")]
+unsafe fn matmul_neon(x: &[f32], m: usize, w: &Q4Matrix, out: &mut [f32]) {
+    let acts = quantize_neon(x, m, w.k());
+    let n_total = w.n();
+    drive_rows!(w, &acts.q, m, tile_neon, |r, j, dot| out[r * n_total + j] =
+        dot * acts.scale[r]);
+}
+
+#[target_feature(enable = "neon,dotprod")]
+unsafe fn matmul_dotprod(x: &[f32], m: usize, w: &Q4Matrix, out: &mut [f32]) {
+    let acts = quantize_neon(x, m, w.k());
+    let n_total = w.n();
+    drive_rows!(w, &acts.q, m, tile_dotprod, |r, j, dot| out
+        [r * n_total + j] =
+        dot * acts.scale[r]);
 }
 
 /// NEON version of [`super::quantize_row_scalar`], bit-identical to it: same scale
@@ -124,7 +85,7 @@ unsafe fn drive_rows(
 #[target_feature(enable = "neon")]
 fn quantize_row_neon(x: &[f32], q: &mut [i8], sums: &mut [i32]) -> f32 {
     let k = x.len();
-    assert!(k % BLOCK == 0 && q.len() == k && sums.len() == k / BLOCK);
+    assert!(k.is_multiple_of(BLOCK) && q.len() == k && sums.len() == k / BLOCK);
     let xp = x.as_ptr();
     let qp = q.as_mut_ptr();
     // SAFETY: all offsets below are < k, bounds asserted above.
@@ -177,53 +138,83 @@ unsafe fn unpack_block(qs: *const u8, zp: u8) -> (int8x16_t, int8x16_t) {
     (lo, hi)
 }
 
-/// `sum_b scale_b * sum_i (q[b,i] - zp_b) * a_t[b,i]` for R activation rows, plain NEON.
+/// Horizontal sums of an `R x NRR` accumulator tile (one `faddp` tree for the m = 1 case of
+/// 4 weight rows).
 #[target_feature(enable = "neon")]
 #[inline]
-unsafe fn tile_neon<const R: usize>(
-    qs: *const u8,
-    scales: *const f32,
-    zps: *const u8,
-    nb: usize,
-    acts: [*const i8; R],
-) -> [f32; R] {
-    // Two accumulator sets (even / odd blocks): hides the FMA latency when m = 1.
-    let mut acc0 = [vdupq_n_f32(0.0); R];
-    let mut acc1 = [vdupq_n_f32(0.0); R];
-    macro_rules! block {
-        ($b:expr, $acc:ident) => {{
-            let b = $b;
-            let (wlo, whi) = unpack_block(qs.add(b * BLOCK_BYTES), *zps.add(b));
-            let d = vdupq_n_f32(*scales.add(b));
+fn reduce<const R: usize, const NRR: usize>(acc: [[float32x4_t; R]; NRR]) -> [[f32; R]; NRR] {
+    let mut res = [[0f32; R]; NRR];
+    if R == 1 && NRR == 4 {
+        let a = |i: usize| acc[i][0];
+        let s = vpaddq_f32(vpaddq_f32(a(0), a(1)), vpaddq_f32(a(2), a(3)));
+        let mut tmp = [0f32; 4];
+        // SAFETY: tmp has 4 floats.
+        unsafe { vst1q_f32(tmp.as_mut_ptr(), s) };
+        for (i, r) in res.iter_mut().enumerate() {
+            r[0] = tmp[i];
+        }
+    } else {
+        for i in 0..NRR {
             for t in 0..R {
-                let a0 = vld1q_s8(acts[t].add(b * BLOCK));
-                let a1 = vld1q_s8(acts[t].add(b * BLOCK + 16));
-                // smull/smlal(2): i8 x i8 -> i16 lanes, 4 products accumulated per i16 lane:
-                // |sum| <= 4 * 15 * 127 = 7620, no overflow. Then saddlp (vpaddlq) widens
-                // adjacent pairs to i32, giving the block's dot spread over 4 i32 lanes.
-                let mut p = vmull_s8(vget_low_s8(wlo), vget_low_s8(a0));
-                p = vmlal_high_s8(p, wlo, a0);
-                p = vmlal_s8(p, vget_low_s8(whi), vget_low_s8(a1));
-                p = vmlal_high_s8(p, whi, a1);
-                let s = vpaddlq_s16(p);
-                $acc[t] = vfmaq_f32($acc[t], vcvtq_f32_s32(s), d);
+                res[i][t] = vaddvq_f32(acc[i][t]);
             }
-        }};
-    }
-    let mut b = 0;
-    while b + 2 <= nb {
-        block!(b, acc0);
-        block!(b + 1, acc1);
-        b += 2;
-    }
-    if b < nb {
-        block!(b, acc0);
-    }
-    let mut res = [0f32; R];
-    for t in 0..R {
-        res[t] = vaddvq_f32(vaddq_f32(acc0[t], acc1[t]));
+        }
     }
     res
+}
+
+/// Tile loop shared by both NEON kernels; `$dot(wlo, whi, a0, a1)` is the block's integer
+/// dot product as 4 i32 lanes.
+macro_rules! neon_tile {
+    ($w:expr, $ns:expr, $acts:expr, $R:ident, $NRR:ident, $dot:expr) => {{
+        let (w, ns, acts): (&Q4Matrix, [usize; $NRR], [*const i8; $R]) = ($w, $ns, $acts);
+        let nb = w.blocks_per_row();
+        let qs: [*const u8; $NRR] = core::array::from_fn(|i| w.row_qs(ns[i]).as_ptr());
+        let scales: [*const f32; $NRR] = core::array::from_fn(|i| w.row_scales(ns[i]).as_ptr());
+        let zps: [*const u8; $NRR] = core::array::from_fn(|i| w.row_zps(ns[i]).as_ptr());
+        let mut acc = [[vdupq_n_f32(0.0); $R]; $NRR];
+        for b in 0..nb {
+            for i in 0..$NRR {
+                let (wlo, whi) = unpack_block(qs[i].add(b * BLOCK_BYTES), *zps[i].add(b));
+                let d = vdupq_n_f32(*scales[i].add(b));
+                for t in 0..$R {
+                    let a0 = vld1q_s8(acts[t].add(b * BLOCK));
+                    let a1 = vld1q_s8(acts[t].add(b * BLOCK + 16));
+                    let s: int32x4_t = ($dot)(wlo, whi, a0, a1);
+                    acc[i][t] = vfmaq_f32(acc[i][t], vcvtq_f32_s32(s), d);
+                }
+            }
+        }
+        reduce(acc)
+    }};
+}
+
+/// `sum_b scale_b * sum_i (q[b,i] - zp_b) * a_t[b,i]` for R activation rows x NRR weight
+/// rows, plain NEON.
+#[target_feature(enable = "neon")]
+#[inline]
+unsafe fn tile_neon<const R: usize, const NRR: usize>(
+    w: &Q4Matrix,
+    ns: [usize; NRR],
+    acts: [*const i8; R],
+) -> [[f32; R]; NRR] {
+    neon_tile!(
+        w,
+        ns,
+        acts,
+        R,
+        NRR,
+        |wlo: int8x16_t, whi: int8x16_t, a0: int8x16_t, a1: int8x16_t| {
+            // smull/smlal(2): i8 x i8 -> i16 lanes, 4 products accumulated per i16 lane:
+            // |sum| <= 4 * 15 * 127 = 7620, no overflow. Then saddlp (vpaddlq) widens
+            // adjacent pairs to i32, giving the block's dot spread over 4 i32 lanes.
+            let mut p = vmull_s8(vget_low_s8(wlo), vget_low_s8(a0));
+            p = vmlal_high_s8(p, wlo, a0);
+            p = vmlal_s8(p, vget_low_s8(whi), vget_low_s8(a1));
+            p = vmlal_high_s8(p, whi, a1);
+            vpaddlq_s16(p)
+        }
+    )
 }
 
 /// `sdot`: each i32 lane += dot of 4 i8 pairs. `vdotq_s32` is still unstable in
@@ -244,41 +235,14 @@ unsafe fn sdot(mut acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
 /// Same as [`tile_neon`] with `sdot`: 2 instructions per block and row for the 32 MACs.
 #[target_feature(enable = "neon,dotprod")]
 #[inline]
-unsafe fn tile_dotprod<const R: usize>(
-    qs: *const u8,
-    scales: *const f32,
-    zps: *const u8,
-    nb: usize,
+unsafe fn tile_dotprod<const R: usize, const NRR: usize>(
+    w: &Q4Matrix,
+    ns: [usize; NRR],
     acts: [*const i8; R],
-) -> [f32; R] {
-    // Two accumulator sets (even / odd blocks): hides the FMA latency when m = 1.
-    let mut acc0 = [vdupq_n_f32(0.0); R];
-    let mut acc1 = [vdupq_n_f32(0.0); R];
-    macro_rules! block {
-        ($b:expr, $acc:ident) => {{
-            let b = $b;
-            let (wlo, whi) = unpack_block(qs.add(b * BLOCK_BYTES), *zps.add(b));
-            let d = vdupq_n_f32(*scales.add(b));
-            for t in 0..R {
-                let a0 = vld1q_s8(acts[t].add(b * BLOCK));
-                let a1 = vld1q_s8(acts[t].add(b * BLOCK + 16));
-                let s = sdot(sdot(vdupq_n_s32(0), wlo, a0), whi, a1);
-                $acc[t] = vfmaq_f32($acc[t], vcvtq_f32_s32(s), d);
-            }
-        }};
-    }
-    let mut b = 0;
-    while b + 2 <= nb {
-        block!(b, acc0);
-        block!(b + 1, acc1);
-        b += 2;
-    }
-    if b < nb {
-        block!(b, acc0);
-    }
-    let mut res = [0f32; R];
-    for t in 0..R {
-        res[t] = vaddvq_f32(vaddq_f32(acc0[t], acc1[t]));
-    }
-    res
+) -> [[f32; R]; NRR] {
+    neon_tile!(w, ns, acts, R, NRR, |wlo, whi, a0, a1| sdot(
+        sdot(vdupq_n_s32(0), wlo, a0),
+        whi,
+        a1
+    ))
 }

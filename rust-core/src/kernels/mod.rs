@@ -10,10 +10,12 @@
 //! The kernels quantize each activation row once per call to int8, symmetric, one scale
 //! per row: `s = max|x| / 127`, `a = round_ties_even(x * (127 / max|x|))` (all kernels use
 //! this exact formula, so every kernel sees bit-identical int8 activations). Per block they
-//! compute an exact integer dot product `sum(q * a) - zp * sum(a)` (int4 x int8 -> int32;
-//! the per-block activation sums `sum(a)` are precomputed at quantization time), and
-//! accumulate `blocksum * w_scale[n, blk]` in f32, multiplied by `a_scale[m]` at the end.
-//! The only differences between kernels are float summation order (see the tests).
+//! compute an exact integer dot product `sum((q - zp) * a) = sum(q * a) - zp * sum(a)`
+//! (int4 x int8 -> int32; the per-block activation sums `sum(a)` are precomputed at
+//! quantization time), and accumulate `blocksum * w_scale[n, blk]` in f32, multiplied by
+//! `a_scale[m]` at the end. The x86 kernels keep the nibbles unsigned and subtract the
+//! `zp * sum(a) * w_scale` terms in f32 once per output instead (see x86.rs). The only
+//! differences between kernels are float rounding / summation order (see the tests).
 //!
 //! # Kernels
 //!
@@ -31,6 +33,69 @@
 
 use std::fmt;
 use std::sync::OnceLock;
+
+/// Activation rows sharing one unpacked weight block in the SIMD kernels (m > 1).
+#[cfg_attr(
+    not(any(target_arch = "x86_64", target_arch = "aarch64")),
+    allow(dead_code)
+)]
+const MR: usize = 4;
+/// Weight rows processed against one activation row in the SIMD kernels (m = 1).
+#[cfg_attr(
+    not(any(target_arch = "x86_64", target_arch = "aarch64")),
+    allow(dead_code)
+)]
+const NR: usize = 4;
+
+/// Loop nest shared by the SIMD kernels (a macro so that the `tile` calls are inlined into
+/// the caller's `#[target_feature]` function). `tile::<R, NRR>(w, [weight rows; NRR],
+/// [activation row pointers; R])` returns the `R x NRR` block dot products (without the
+/// activation scale); `store` writes the output for (activation row `r`, weight row `j`).
+///
+/// For each group of `NR` weight rows:
+/// * activation rows in groups of `MR` go through `tile::<MR, 1>` once per weight row:
+///   the weight block is unpacked once for `MR` rows, and there are `MR` independent
+///   accumulator chains;
+/// * the remaining activation rows (all of them for m = 1, the keystroke path) go through
+///   `tile::<1, NR>`: `NR` independent accumulator chains hide the FMA latency, each
+///   activation load serves `NR` weight rows, and the `NR` horizontal sums are combined.
+macro_rules! drive_rows {
+    ($w:expr, $aq:expr, $m:expr, $tile:ident, |$r:ident, $j:ident, $dot:ident| $store:expr) => {{
+        let (w, aq, m): (&Q4Matrix, &[i8], usize) = ($w, $aq, $m);
+        let (n_total, k) = (w.n(), w.k());
+        let row = |r: usize| aq[r * k..].as_ptr();
+        let mut n0 = 0;
+        while n0 < n_total {
+            let nr = if n0 + NR <= n_total { NR } else { 1 };
+            let mut r0 = 0;
+            while r0 + MR <= m {
+                let rows: [*const i8; MR] = core::array::from_fn(|t| row(r0 + t));
+                for j in n0..n0 + nr {
+                    let dots = $tile::<MR, 1>(w, [j], rows);
+                    for t in 0..MR {
+                        let ($r, $j, $dot) = (r0 + t, j, dots[0][t]);
+                        $store;
+                    }
+                }
+                r0 += MR;
+            }
+            for r in r0..m {
+                if nr == NR {
+                    let dots = $tile::<1, NR>(w, core::array::from_fn(|i| n0 + i), [row(r)]);
+                    for i in 0..NR {
+                        let ($r, $j, $dot) = (r, n0 + i, dots[i][0]);
+                        $store;
+                    }
+                } else {
+                    let dots = $tile::<1, 1>(w, [n0], [row(r)]);
+                    let ($r, $j, $dot) = (r, n0, dots[0][0]);
+                    $store;
+                }
+            }
+            n0 += nr;
+        }
+    }};
+}
 
 #[cfg(target_arch = "aarch64")]
 mod aarch64;
@@ -126,7 +191,7 @@ impl Q4Matrix {
         if n == 0 || k == 0 {
             return Err(KernelError::EmptyShape { n, k });
         }
-        if k % BLOCK != 0 {
+        if !k.is_multiple_of(BLOCK) {
             return Err(KernelError::KNotMultipleOfBlock { k });
         }
         let nb = k / BLOCK;

@@ -11,18 +11,15 @@
 //! FMA'd with the broadcast block scale into a lane accumulator, so there is only one
 //! horizontal reduction per output (not one per block).
 //!
-//! Up to 4 activation rows are processed together so that the weight unpacking
-//! (load + shift + mask) is shared between them when m > 1.
+//! Rows are tiled as described in `drive_rows!` (mod.rs): 4 activation rows share each
+//! unpacked weight block when m > 1, 4 weight rows share each activation load when m = 1.
 
 use std::arch::x86_64::*;
 
 use super::{
     act_scale, check_matmul_args, quantize_acts, Q4Kernel, Q4Matrix, QuantizedActs, BLOCK,
-    BLOCK_BYTES,
+    BLOCK_BYTES, MR, NR,
 };
-
-/// Activation rows processed together per weight row.
-const MR: usize = 4;
 
 pub(crate) fn avx2_supported() -> bool {
     is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
@@ -135,7 +132,7 @@ unsafe fn zp_term(scales: *const f32, zps: *const u8, asums: *const f32, nb: usi
 #[target_feature(enable = "avx2,fma")]
 fn quantize_row_avx2(x: &[f32], q: &mut [i8], sums: &mut [i32]) -> f32 {
     let k = x.len();
-    assert!(k % BLOCK == 0 && q.len() == k && sums.len() == k / BLOCK);
+    assert!(k.is_multiple_of(BLOCK) && q.len() == k && sums.len() == k / BLOCK);
     let xp = x.as_ptr();
     let qp = q.as_mut_ptr();
     // SAFETY: all offsets below are < k (k multiple of 32), bounds asserted above.
@@ -174,71 +171,65 @@ fn quantize_avx2(x: &[f32], m: usize, k: usize) -> QuantizedActs {
     quantize_acts(x, m, k, |x, q, s| unsafe { quantize_row_avx2(x, q, s) })
 }
 
-/// Runs `tile::<MR>` over full groups of `MR` activation rows, then `tile::<1>` for the
-/// rest, and writes `(dot - zero_point_term) * a_scale` into `out`.
-macro_rules! drive_rows {
-    ($w:expr, $acts:expr, $aq:expr, $m:expr, $out:expr, $tile:ident) => {{
-        let (w, acts, aq, m, out): (&Q4Matrix, &QuantizedActs, &[i8], usize, &mut [f32]) =
-            ($w, $acts, $aq, $m, $out);
-        let (n_total, k, nb) = (w.n(), w.k(), w.blocks_per_row());
-        let sums_f = acts.sums_f.as_ptr();
-        for n in 0..n_total {
-            let qs = w.row_qs(n).as_ptr();
-            let scales = w.row_scales(n).as_ptr();
-            let zps = w.row_zps(n).as_ptr();
-            let mut r = 0;
-            while r + MR <= m {
-                let rows: [*const i8; MR] = core::array::from_fn(|t| aq[(r + t) * k..].as_ptr());
-                let dots = $tile::<MR>(qs, scales, nb, rows);
-                for t in 0..MR {
-                    let zp_term = zp_term(scales, zps, sums_f.add((r + t) * nb), nb);
-                    out[(r + t) * n_total + n] = (dots[t] - zp_term) * acts.scale[r + t];
-                }
-                r += MR;
-            }
-            while r < m {
-                let dots = $tile::<1>(qs, scales, nb, [aq[r * k..].as_ptr()]);
-                let zp_term = zp_term(scales, zps, sums_f.add(r * nb), nb);
-                out[r * n_total + n] = (dots[0] - zp_term) * acts.scale[r];
-                r += 1;
+/// Horizontal sums of an `R x NRR` accumulator tile (one combined `vhaddps` tree for the
+/// m = 1 case of 4 weight rows).
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+fn reduce<const R: usize, const NRR: usize>(acc: [[__m256; R]; NRR]) -> [[f32; R]; NRR] {
+    let mut res = [[0f32; R]; NRR];
+    if R == 1 && NRR == 4 {
+        let a = |i: usize| acc[i][0];
+        // [a0 01, a0 23, a1 01, a1 23 | a0 45, a0 67, a1 45, a1 67], same for a2/a3, then
+        // [a0, a1, a2, a3 | a0, a1, a2, a3] partial sums; add the halves.
+        let s = _mm256_hadd_ps(_mm256_hadd_ps(a(0), a(1)), _mm256_hadd_ps(a(2), a(3)));
+        let s = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps::<1>(s));
+        let mut tmp = [0f32; 4];
+        // SAFETY: tmp has 4 floats.
+        unsafe { _mm_storeu_ps(tmp.as_mut_ptr(), s) };
+        for (i, r) in res.iter_mut().enumerate() {
+            r[0] = tmp[i];
+        }
+    } else {
+        for i in 0..NRR {
+            for t in 0..R {
+                res[i][t] = hsum_ps(acc[i][t]);
             }
         }
-    }};
+    }
+    res
 }
 
 // ---------------------------------------------------------------------------------------
 // AVX2
 
-/// `sum_b scale_b * sum_i q[b,i] * a_t[b,i]` (no zero point) for R activation rows.
+/// `sum_b scale_b * sum_i q[b,i] * a_t[b,i]` (no zero point) for R activation rows x NRR
+/// weight rows `ns`.
 #[target_feature(enable = "avx2,fma")]
 #[inline]
-unsafe fn tile_avx2<const R: usize>(
-    qs: *const u8,
-    scales: *const f32,
-    nb: usize,
+unsafe fn tile_avx2<const R: usize, const NRR: usize>(
+    w: &Q4Matrix,
+    ns: [usize; NRR],
     acts: [*const i8; R],
-) -> [f32; R] {
+) -> [[f32; R]; NRR] {
+    let nb = w.blocks_per_row();
+    let qs: [*const u8; NRR] = core::array::from_fn(|i| w.row_qs(ns[i]).as_ptr());
+    let scales: [*const f32; NRR] = core::array::from_fn(|i| w.row_scales(ns[i]).as_ptr());
     let mask = _mm256_set1_epi8(0x0F);
     // Shift only the upper 128-bit lane by 4 (see below).
     let shift = _mm256_set_epi64x(4, 4, 0, 0);
     let ones = _mm256_set1_epi16(1);
-    // Two accumulator sets, for even and odd blocks: the FMA into the accumulator is the
-    // loop-carried dependency (4-cycle latency), with a single set and m = 1 it would cap
-    // the loop at one block per 4 cycles.
-    let mut acc0 = [_mm256_setzero_ps(); R];
-    let mut acc1 = [_mm256_setzero_ps(); R];
-    macro_rules! block {
-        ($b:expr, $acc:ident) => {{
-            let b = $b;
+    let mut acc = [[_mm256_setzero_ps(); R]; NRR];
+    for b in 0..nb {
+        for i in 0..NRR {
             // The block's 16 bytes in both 128-bit lanes (vbroadcasti128 is a pure load),
             // upper lane shifted right by 4, then masked: low lane = elements 0..16, upper
             // lane = elements 16..32, i.e. all 32 nibbles in the activations' order, in 2
             // ALU ops.
             let v = _mm256_broadcastsi128_si256(_mm_loadu_si128(
-                qs.add(b * BLOCK_BYTES) as *const __m128i
+                qs[i].add(b * BLOCK_BYTES) as *const __m128i
             ));
             let wq = _mm256_and_si256(_mm256_srlv_epi64(v, shift), mask);
-            let d = _mm256_set1_ps(*scales.add(b));
+            let d = _mm256_set1_ps(*scales[i].add(b));
             for t in 0..R {
                 let a = _mm256_loadu_si256(acts[t].add(b * BLOCK) as *const __m256i);
                 // vpmaddubsw multiplies u8 (first operand) by i8 (second) and adds adjacent
@@ -247,30 +238,33 @@ unsafe fn tile_avx2<const R: usize>(
                 let p16 = _mm256_maddubs_epi16(wq, a);
                 // vpmaddwd with ones: widen and add adjacent i16 pairs into i32 lanes.
                 let p32 = _mm256_madd_epi16(p16, ones);
-                $acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p32), d, $acc[t]);
+                acc[i][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p32), d, acc[i][t]);
             }
-        }};
+        }
     }
-    let mut b = 0;
-    while b + 2 <= nb {
-        block!(b, acc0);
-        block!(b + 1, acc1);
-        b += 2;
-    }
-    if b < nb {
-        block!(b, acc0);
-    }
-    let mut res = [0f32; R];
-    for t in 0..R {
-        res[t] = hsum_ps(_mm256_add_ps(acc0[t], acc1[t]));
-    }
-    res
+    reduce(acc)
+}
+
+/// Writes `(dot - zero-point term) * a_scale` for activation row `r`, weight row `j`.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn store(w: &Q4Matrix, acts: &QuantizedActs, out: &mut [f32], r: usize, j: usize, dot: f32) {
+    let nb = w.blocks_per_row();
+    let zp = zp_term(
+        w.row_scales(j).as_ptr(),
+        w.row_zps(j).as_ptr(),
+        acts.sums_f[r * nb..].as_ptr(),
+        nb,
+    );
+    out[r * w.n() + j] = (dot - zp) * acts.scale[r];
 }
 
 #[target_feature(enable = "avx2,fma")]
 unsafe fn matmul_avx2(x: &[f32], m: usize, w: &Q4Matrix, out: &mut [f32]) {
     let acts = quantize_avx2(x, m, w.k());
-    drive_rows!(w, &acts, &acts.q, m, out, tile_avx2);
+    drive_rows!(w, &acts.q, m, tile_avx2, |r, j, dot| store(
+        w, &acts, out, r, j, dot
+    ));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -296,78 +290,76 @@ fn pair_layout(q: &[i8], m: usize, k: usize) -> Vec<i8> {
 /// Same as [`tile_avx2`], two blocks per 512-bit vector, `vpdpbusd`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")]
 #[inline]
-unsafe fn tile_vnni<const R: usize>(
-    qs: *const u8,
-    scales: *const f32,
-    nb: usize,
+unsafe fn tile_vnni<const R: usize, const NRR: usize>(
+    w: &Q4Matrix,
+    ns: [usize; NRR],
     acts: [*const i8; R],
-) -> [f32; R] {
+) -> [[f32; R]; NRR] {
+    let nb = w.blocks_per_row();
+    let qs: [*const u8; NRR] = core::array::from_fn(|i| w.row_qs(ns[i]).as_ptr());
+    let scales: [*const f32; NRR] = core::array::from_fn(|i| w.row_scales(ns[i]).as_ptr());
     let mask = _mm512_set1_epi8(0x0F);
     // Shift only the upper 256 bits by 4.
     let shift = _mm512_set_epi64(4, 4, 4, 4, 0, 0, 0, 0);
     // i32 lanes of the dot product: 0..4 block 0, 4..8 block 1, 8..12 block 0, 12..16 block 1.
     let scale_idx = _mm512_set_epi32(1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0);
-    // Two accumulator sets (even / odd block pairs) to hide the FMA latency, as in AVX2.
-    let mut acc0 = [_mm512_setzero_ps(); R];
-    let mut acc1 = [_mm512_setzero_ps(); R];
-    macro_rules! pair {
-        ($p:expr, $acc:ident) => {{
-            let p = $p;
+    let mut acc = [[_mm512_setzero_ps(); R]; NRR];
+    for p in 0..nb / 2 {
+        for i in 0..NRR {
             // 32 bytes = blocks (2p, 2p+1) broadcast to [v0, v1, v0, v1] (a pure load),
             // upper half shifted by 4 and masked: [b0 lo, b1 lo, b0 hi, b1 hi] nibbles,
             // matching `pair_layout`. 2 ALU ops for 64 weights.
             let v = _mm512_broadcast_i64x4(_mm256_loadu_si256(
-                qs.add(p * 2 * BLOCK_BYTES) as *const __m256i
+                qs[i].add(p * 2 * BLOCK_BYTES) as *const __m256i
             ));
             let wq = _mm512_and_si512(_mm512_srlv_epi64(v, shift), mask);
             // Masked load: never reads past the two scales of this pair.
             let d =
-                _mm512_permutexvar_ps(scale_idx, _mm512_maskz_loadu_ps(0b11, scales.add(2 * p)));
+                _mm512_permutexvar_ps(scale_idx, _mm512_maskz_loadu_ps(0b11, scales[i].add(2 * p)));
             for t in 0..R {
                 let a = _mm512_loadu_si512(acts[t].add(p * 2 * BLOCK) as *const _);
                 // vpdpbusd: u8 x i8, groups of 4 products summed straight into i32 lanes
                 // (one instruction instead of maddubs + madd, no i16 intermediate).
                 let dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wq, a);
-                $acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), d, $acc[t]);
+                acc[i][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), d, acc[i][t]);
             }
-        }};
-    }
-    let pairs = nb / 2;
-    let mut p = 0;
-    while p + 2 <= pairs {
-        pair!(p, acc0);
-        pair!(p + 1, acc1);
-        p += 2;
-    }
-    if p < pairs {
-        pair!(p, acc0);
-    }
-    let mut res = [0f32; R];
-    for t in 0..R {
-        res[t] = _mm512_reduce_add_ps(_mm512_add_ps(acc0[t], acc1[t]));
-    }
-    if nb % 2 == 1 {
-        // Odd trailing block (e.g. K = 864 has 27 blocks): 256-bit VNNI, natural order.
-        let b = nb - 1;
-        let v =
-            _mm256_broadcastsi128_si256(_mm_loadu_si128(qs.add(b * BLOCK_BYTES) as *const __m128i));
-        let wq = _mm256_and_si256(
-            _mm256_srlv_epi64(v, _mm256_set_epi64x(4, 4, 0, 0)),
-            _mm256_set1_epi8(0x0F),
-        );
-        let d = _mm256_set1_ps(*scales.add(b));
-        for t in 0..R {
-            let a = _mm256_loadu_si256(acts[t].add(b * BLOCK) as *const __m256i);
-            let dot = _mm256_dpbusd_epi32(_mm256_setzero_si256(), wq, a);
-            res[t] += hsum_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(dot), d));
         }
     }
-    res
+    // Fold to 256 bits; an odd trailing block (e.g. K = 864 has 27 blocks) is done with
+    // 256-bit VNNI on the natural activation order and added in.
+    let mut acc256 = [[_mm256_setzero_ps(); R]; NRR];
+    for i in 0..NRR {
+        for t in 0..R {
+            let lo = _mm512_castps512_ps256(acc[i][t]);
+            let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(acc[i][t])));
+            acc256[i][t] = _mm256_add_ps(lo, hi);
+        }
+    }
+    if nb % 2 == 1 {
+        let b = nb - 1;
+        let mask = _mm256_set1_epi8(0x0F);
+        let shift = _mm256_set_epi64x(4, 4, 0, 0);
+        for i in 0..NRR {
+            let v = _mm256_broadcastsi128_si256(_mm_loadu_si128(
+                qs[i].add(b * BLOCK_BYTES) as *const __m128i
+            ));
+            let wq = _mm256_and_si256(_mm256_srlv_epi64(v, shift), mask);
+            let d = _mm256_set1_ps(*scales[i].add(b));
+            for t in 0..R {
+                let a = _mm256_loadu_si256(acts[t].add(b * BLOCK) as *const __m256i);
+                let dot = _mm256_dpbusd_epi32(_mm256_setzero_si256(), wq, a);
+                acc256[i][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), d, acc256[i][t]);
+            }
+        }
+    }
+    reduce(acc256)
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")]
 unsafe fn matmul_vnni(x: &[f32], m: usize, w: &Q4Matrix, out: &mut [f32]) {
     let acts = quantize_avx2(x, m, w.k());
     let aq = pair_layout(&acts.q, m, w.k());
-    drive_rows!(w, &acts, &aq, m, out, tile_vnni);
+    drive_rows!(w, &aq, m, tile_vnni, |r, j, dot| store(
+        w, &acts, out, r, j, dot
+    ));
 }
