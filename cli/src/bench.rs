@@ -14,12 +14,15 @@ const FORWARD_TOKENS: usize = 20;
 
 pub fn run(bundle: &Path, replay: Option<&Path>, iterations: usize, as_json: bool) -> Result<()> {
     let text = match replay {
-        Some(p) => std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+        Some(p) => {
+            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?
+        }
         None => SAMPLE.to_string(),
     };
     // Phase 1: our op alone, as an app would run it: load, first suggestion, typing.
     let t = Instant::now();
-    let ours = Predictor::open(bundle, Config::default()).with_context(|| format!("opening {}", bundle.display()))?;
+    let ours = Predictor::open(bundle, Config::default())
+        .with_context(|| format!("opening {}", bundle.display()))?;
     let load_ms = ms(t);
     let t = Instant::now();
     ours.suggest("", 3)?;
@@ -35,10 +38,19 @@ pub fn run(bundle: &Path, replay: Option<&Path>, iterations: usize, as_json: boo
     }
     let peak_rss_mb = peak_rss_mb();
     // Phase 2: the 20-token forward with both implementations, interleaved.
-    let builtin = Predictor::open(bundle, Config { matmul: MatMulImpl::TractBuiltin, ..Config::default() })?;
+    let builtin = Predictor::open(
+        bundle,
+        Config {
+            matmul: MatMulImpl::TractBuiltin,
+            ..Config::default()
+        },
+    )?;
     let mut ids = ours.tokenize(&text)?;
     ids.truncate(FORWARD_TOKENS);
-    anyhow::ensure!(ids.len() == FORWARD_TOKENS, "replay text shorter than {FORWARD_TOKENS} tokens");
+    anyhow::ensure!(
+        ids.len() == FORWARD_TOKENS,
+        "replay text shorter than {FORWARD_TOKENS} tokens"
+    );
     let (mut f_ours, mut f_builtin) = (Vec::new(), Vec::new());
     for _ in 0..iterations.max(1) {
         let t = Instant::now();
@@ -65,7 +77,10 @@ pub fn run(bundle: &Path, replay: Option<&Path>, iterations: usize, as_json: boo
         println!("bundle                 {}", bundle.display());
         println!("kernel                 {kernel} (1 thread)");
         println!("load                   {load_ms:.1} ms   first suggestion {first_ms:.1} ms");
-        println!("20-token forward       nextword {fo:.2} ms   tract built-in {fb:.2} ms   ({:.2}x)", fb / fo);
+        println!(
+            "20-token forward       nextword {fo:.2} ms   tract built-in {fb:.2} ms   ({:.2}x)",
+            fb / fo
+        );
         println!(
             "keystroke ({:>5})      p50 {:.2} ms   p95 {:.2} ms   p99 {:.2} ms   max {:.2} ms",
             keystrokes.len(),
@@ -75,7 +90,9 @@ pub fn run(bundle: &Path, replay: Option<&Path>, iterations: usize, as_json: boo
             keystrokes.last().copied().unwrap_or(0.0)
         );
         match peak_rss_mb {
-            Some(mb) => println!("peak RSS               {mb:.1} MB (before the comparison model was loaded)"),
+            Some(mb) => println!(
+                "peak RSS               {mb:.1} MB (before the comparison model was loaded)"
+            ),
             None => println!("peak RSS               not available on this OS"),
         }
     }

@@ -31,7 +31,12 @@ fn replay(p: &Predictor) -> Result<()> {
             let typed = &line[..i + c.len_utf8()];
             let t = Instant::now();
             let s = p.suggest(typed, 3)?;
-            writeln!(out, "{typed:<50} {}  {:.1} ms", strip(&s), t.elapsed().as_secs_f64() * 1e3)?;
+            writeln!(
+                out,
+                "{typed:<50} {}  {:.1} ms",
+                strip(&s),
+                t.elapsed().as_secs_f64() * 1e3
+            )?;
         }
     }
     Ok(())
@@ -52,10 +57,13 @@ fn interactive_loop(p: &Predictor) -> Result<()> {
     let mut suggestions = p.suggest("", 3)?;
     let mut latency = 0.0;
     loop {
-        out.queue(cursor::MoveToColumn(0))?.queue(terminal::Clear(terminal::ClearType::CurrentLine))?;
+        out.queue(cursor::MoveToColumn(0))?
+            .queue(terminal::Clear(terminal::ClearType::CurrentLine))?;
         write!(out, "{}  {:.1} ms  > {text}", strip(&suggestions), latency)?;
         out.flush()?;
-        let Event::Key(k) = event::read()? else { continue };
+        let Event::Key(k) = event::read()? else {
+            continue;
+        };
         if k.kind != KeyEventKind::Press {
             continue;
         }
@@ -63,7 +71,9 @@ fn interactive_loop(p: &Predictor) -> Result<()> {
             KeyCode::Esc => return Ok(()),
             KeyCode::Char('c') if k.modifiers.contains(KeyModifiers::CONTROL) => return Ok(()),
             KeyCode::Tab => Some(0),
-            KeyCode::Char(d @ '1'..='3') if k.modifiers.contains(KeyModifiers::ALT) => Some(d as usize - '1' as usize),
+            KeyCode::Char(d @ '1'..='3') if k.modifiers.contains(KeyModifiers::ALT) => {
+                Some(d as usize - '1' as usize)
+            }
             KeyCode::Char(c) => {
                 text.push(c);
                 None

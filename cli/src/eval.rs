@@ -44,7 +44,10 @@ pub fn word_re() -> &'static Regex {
     static RE: OnceLock<Regex> = OnceLock::new();
     RE.get_or_init(|| {
         let c2 = r"[\p{L}\p{N}\p{Mn}\p{Mc}--[\x{FE00}-\x{FE0F}\x{E0100}-\x{E01EF}]]";
-        Regex::new(&format!(r"[\p{{L}}\p{{N}}]{c2}*(?:['\x{{2019}}][\p{{L}}\p{{N}}]{c2}*)*")).expect("valid regex")
+        Regex::new(&format!(
+            r"[\p{{L}}\p{{N}}]{c2}*(?:['\x{{2019}}][\p{{L}}\p{{N}}]{c2}*)*"
+        ))
+        .expect("valid regex")
     })
 }
 
@@ -62,7 +65,8 @@ pub fn evaluate<F>(lines: &[&str], ignore_case: bool, mut suggest: F) -> Result<
 where
     F: FnMut(&str) -> Result<Vec<String>>,
 {
-    let (mut words, mut top1, mut top3, mut cost, mut total) = (0usize, 0usize, 0usize, 0usize, 0usize);
+    let (mut words, mut top1, mut top3, mut cost, mut total) =
+        (0usize, 0usize, 0usize, 0usize, 0usize);
     let mut times = Vec::new();
     for line in lines {
         for m in word_re().find_iter(line) {
@@ -92,23 +96,47 @@ where
         }
     }
     times.sort_by(f64::total_cmp);
-    let pct = |p: f64| if times.is_empty() { 0.0 } else { times[((p / 100.0 * times.len() as f64).ceil() as usize).max(1) - 1] };
-    let frac = |n: usize| if words == 0 { 0.0 } else { n as f64 / words as f64 };
+    let pct = |p: f64| {
+        if times.is_empty() {
+            0.0
+        } else {
+            times[((p / 100.0 * times.len() as f64).ceil() as usize).max(1) - 1]
+        }
+    };
+    let frac = |n: usize| {
+        if words == 0 {
+            0.0
+        } else {
+            n as f64 / words as f64
+        }
+    };
     Ok(Report {
         words,
         top1: frac(top1),
         top3: frac(top3),
-        ksr: if total == 0 { 0.0 } else { 1.0 - cost as f64 / total as f64 },
+        ksr: if total == 0 {
+            0.0
+        } else {
+            1.0 - cost as f64 / total as f64
+        },
         p50_ms: pct(50.0),
         p95_ms: pct(95.0),
         calls: times.len(),
     })
 }
 
-pub fn run(p: &Predictor, path: &Path, ignore_case: bool, max_lines: Option<usize>) -> Result<Report> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+pub fn run(
+    p: &Predictor,
+    path: &Path,
+    ignore_case: bool,
+    max_lines: Option<usize>,
+) -> Result<Report> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let lines: Vec<&str> = text.lines().take(max_lines.unwrap_or(usize::MAX)).collect();
-    evaluate(&lines, ignore_case, |t| Ok(p.suggest(t, 3)?.into_iter().map(|s| s.text).collect()))
+    evaluate(&lines, ignore_case, |t| {
+        Ok(p.suggest(t, 3)?.into_iter().map(|s| s.text).collect())
+    })
 }
 
 #[cfg(test)]
@@ -121,8 +149,14 @@ mod tests {
 
     #[test]
     fn word_rule_matches_the_reference() {
-        assert_eq!(words("don't stop, rock'n'roll!"), ["don't", "stop", "rock'n'roll"]);
-        assert_eq!(words("'cause dogs' 3rd émigré"), ["cause", "dogs", "3rd", "émigré"]);
+        assert_eq!(
+            words("don't stop, rock'n'roll!"),
+            ["don't", "stop", "rock'n'roll"]
+        );
+        assert_eq!(
+            words("'cause dogs' 3rd émigré"),
+            ["cause", "dogs", "3rd", "émigré"]
+        );
         assert_eq!(words("snake_case 😀 hi"), ["snake", "case", "hi"]);
         assert_eq!(words("e\u{301}migre\u{301}"), ["e\u{301}migre\u{301}"]);
     }
@@ -154,10 +188,24 @@ mod tests {
 
     #[test]
     fn found_after_typing_two_letters_and_case() {
-        let r = evaluate(&["Hello"], true, |t| Ok(if t.len() >= 2 { vec!["hello".into()] } else { vec![] })).unwrap();
+        let r = evaluate(&["Hello"], true, |t| {
+            Ok(if t.len() >= 2 {
+                vec!["hello".into()]
+            } else {
+                vec![]
+            })
+        })
+        .unwrap();
         // Found at j = 2: cost 3 of 6.
         assert!((r.ksr - 0.5).abs() < 1e-12);
-        let r = evaluate(&["Hello"], false, |t| Ok(if t.len() >= 2 { vec!["hello".into()] } else { vec![] })).unwrap();
+        let r = evaluate(&["Hello"], false, |t| {
+            Ok(if t.len() >= 2 {
+                vec!["hello".into()]
+            } else {
+                vec![]
+            })
+        })
+        .unwrap();
         assert_eq!(r.ksr, 0.0);
     }
 }

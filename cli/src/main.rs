@@ -13,7 +13,11 @@ use nextword_core::{Config, MatMulImpl, Predictor, Suggestion};
 use serde_json::json;
 
 #[derive(Parser)]
-#[command(name = "nextword", version, about = "On-device next-word prediction for keyboards")]
+#[command(
+    name = "nextword",
+    version,
+    about = "On-device next-word prediction for keyboards"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -97,13 +101,24 @@ fn main() {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Predict { text, max, common } => {
-            let text = if text.ends_with(char::is_whitespace) || text.is_empty() { text } else { format!("{text} ") };
+            let text = if text.ends_with(char::is_whitespace) || text.is_empty() {
+                text
+            } else {
+                format!("{text} ")
+            };
             print_suggestions(&open(&common)?, &text, max, common.json)
         }
-        Command::Complete { text, max, common } => print_suggestions(&open(&common)?, &text, max, common.json),
+        Command::Complete { text, max, common } => {
+            print_suggestions(&open(&common)?, &text, max, common.json)
+        }
         Command::Demo { common } => demo::run(&open(&common)?),
         Command::Info { common } => info(&common),
-        Command::Eval { text, ignore_case, max_lines, common } => {
+        Command::Eval {
+            text,
+            ignore_case,
+            max_lines,
+            common,
+        } => {
             let p = open(&common)?;
             let report = eval::run(&p, &text, ignore_case, max_lines)?;
             if common.json {
@@ -113,7 +128,16 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Bench { replay, iterations, common } => bench::run(&bundle_dir(&common)?, replay.as_deref(), iterations, common.json),
+        Command::Bench {
+            replay,
+            iterations,
+            common,
+        } => bench::run(
+            &bundle_dir(&common)?,
+            replay.as_deref(),
+            iterations,
+            common.json,
+        ),
     }
 }
 
@@ -140,8 +164,14 @@ fn bundle_dir(common: &Common) -> Result<PathBuf> {
 
 fn open(common: &Common) -> Result<Predictor> {
     let dir = bundle_dir(common)?;
-    Predictor::open(&dir, Config { matmul: common.matmul, ..Config::default() })
-        .with_context(|| format!("opening bundle {}", dir.display()))
+    Predictor::open(
+        &dir,
+        Config {
+            matmul: common.matmul,
+            ..Config::default()
+        },
+    )
+    .with_context(|| format!("opening bundle {}", dir.display()))
 }
 
 fn print_suggestions(p: &Predictor, text: &str, max: usize, as_json: bool) -> Result<()> {
@@ -169,11 +199,20 @@ fn print_strip(suggestions: &[Suggestion]) {
 fn info(common: &Common) -> Result<()> {
     let dir = bundle_dir(common)?;
     let t = Instant::now();
-    let p = Predictor::open(&dir, Config { matmul: common.matmul, ..Config::default() })
-        .with_context(|| format!("opening bundle {}", dir.display()))?;
+    let p = Predictor::open(
+        &dir,
+        Config {
+            matmul: common.matmul,
+            ..Config::default()
+        },
+    )
+    .with_context(|| format!("opening bundle {}", dir.display()))?;
     let load_ms = t.elapsed().as_secs_f64() * 1e3;
     let m = p.manifest();
-    let kernels: Vec<&str> = nextword_core::kernels::available().iter().map(|k| k.name()).collect();
+    let kernels: Vec<&str> = nextword_core::kernels::available()
+        .iter()
+        .map(|k| k.name())
+        .collect();
     let kernel = nextword_core::kernels::select().name();
     if common.json {
         println!(
@@ -186,10 +225,25 @@ fn info(common: &Common) -> Result<()> {
     } else {
         println!("bundle      {}", dir.display());
         println!("model       {} ({})", m.model_id, m.language);
-        println!("parameters  {} ({:.1}M), {}-bit", m.model.parameters, m.model.parameters as f64 / 1e6, m.model.bits);
-        println!("shape       {} layers, d_model {}, {} heads", m.model.n_layers, m.model.d_model, m.model.n_heads);
-        println!("vocabulary  {} tokens, context {} tokens", m.vocab_size, m.context_tokens);
-        println!("matmul      {} (kernel {kernel}; available: {})", common.matmul, kernels.join(", "));
+        println!(
+            "parameters  {} ({:.1}M), {}-bit",
+            m.model.parameters,
+            m.model.parameters as f64 / 1e6,
+            m.model.bits
+        );
+        println!(
+            "shape       {} layers, d_model {}, {} heads",
+            m.model.n_layers, m.model.d_model, m.model.n_heads
+        );
+        println!(
+            "vocabulary  {} tokens, context {} tokens",
+            m.vocab_size, m.context_tokens
+        );
+        println!(
+            "matmul      {} (kernel {kernel}; available: {})",
+            common.matmul,
+            kernels.join(", ")
+        );
         println!("load        {load_ms:.1} ms");
     }
     Ok(())

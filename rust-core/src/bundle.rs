@@ -69,23 +69,38 @@ impl Bundle {
             }
             files.insert(name.clone(), bytes);
         }
-        let model_bytes = files.remove(&manifest.model.file).expect("checked by parse_manifest");
-        let tokenizer_bytes = files.remove(&manifest.tokenizer).expect("checked by parse_manifest");
-        Ok(Bundle { dir, manifest, model_bytes, tokenizer_bytes })
+        let model_bytes = files
+            .remove(&manifest.model.file)
+            .expect("checked by parse_manifest");
+        let tokenizer_bytes = files
+            .remove(&manifest.tokenizer)
+            .expect("checked by parse_manifest");
+        Ok(Bundle {
+            dir,
+            manifest,
+            model_bytes,
+            tokenizer_bytes,
+        })
     }
 }
 
 /// Parses and validates a manifest; every file it names must be hashed, with a plain name.
 pub fn parse_manifest(raw: &[u8]) -> Result<Manifest> {
-    let value: serde_json::Value =
-        serde_json::from_slice(raw).map_err(|e| Error::InvalidManifest(format!("not JSON: {e}")))?;
+    let value: serde_json::Value = serde_json::from_slice(raw)
+        .map_err(|e| Error::InvalidManifest(format!("not JSON: {e}")))?;
     // The version is checked before the rest so a future format gets the right error.
     match value.get("format_version").and_then(|v| v.as_u64()) {
         Some(FORMAT_VERSION) => {}
-        Some(found) => return Err(Error::UnsupportedFormat { found, supported: FORMAT_VERSION }),
+        Some(found) => {
+            return Err(Error::UnsupportedFormat {
+                found,
+                supported: FORMAT_VERSION,
+            })
+        }
         None => return Err(Error::InvalidManifest("no integer format_version".into())),
     }
-    let m: Manifest = serde_json::from_value(value).map_err(|e| Error::InvalidManifest(e.to_string()))?;
+    let m: Manifest =
+        serde_json::from_value(value).map_err(|e| Error::InvalidManifest(e.to_string()))?;
     for name in m.files.keys() {
         let plain = !name.is_empty()
             && name != "manifest.json"
@@ -93,12 +108,16 @@ pub fn parse_manifest(raw: &[u8]) -> Result<Manifest> {
             && name != ".."
             && name != ".";
         if !plain {
-            return Err(Error::InvalidManifest(format!("file name {name:?} is not a plain file name")));
+            return Err(Error::InvalidManifest(format!(
+                "file name {name:?} is not a plain file name"
+            )));
         }
     }
     for needed in [&m.model.file, &m.tokenizer] {
         if !m.files.contains_key(needed) {
-            return Err(Error::InvalidManifest(format!("{needed} is not listed with a hash in files")));
+            return Err(Error::InvalidManifest(format!(
+                "{needed} is not listed with a hash in files"
+            )));
         }
     }
     let shape_ok = m.vocab_size > 0
@@ -109,7 +128,9 @@ pub fn parse_manifest(raw: &[u8]) -> Result<Manifest> {
         && m.model.n_heads * m.model.head_dim == m.model.d_model
         && m.context_tokens < m.model.max_positions;
     if !shape_ok {
-        return Err(Error::InvalidManifest("inconsistent model dimensions".into()));
+        return Err(Error::InvalidManifest(
+            "inconsistent model dimensions".into(),
+        ));
     }
     Ok(m)
 }
@@ -117,12 +138,21 @@ pub fn parse_manifest(raw: &[u8]) -> Result<Manifest> {
 fn read_file(path: &Path, limit: u64) -> Result<Vec<u8>> {
     let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => Error::MissingFile(path.to_path_buf()),
-        _ => Error::Io { path: path.to_path_buf(), source: e },
+        _ => Error::Io {
+            path: path.to_path_buf(),
+            source: e,
+        },
     })?;
     if meta.len() > limit {
-        return Err(Error::InvalidManifest(format!("{} is larger than {limit} bytes", path.display())));
+        return Err(Error::InvalidManifest(format!(
+            "{} is larger than {limit} bytes",
+            path.display()
+        )));
     }
-    std::fs::read(path).map_err(|e| Error::Io { path: path.to_path_buf(), source: e })
+    std::fs::read(path).map_err(|e| Error::Io {
+        path: path.to_path_buf(),
+        source: e,
+    })
 }
 
 fn hex(bytes: &[u8]) -> String {

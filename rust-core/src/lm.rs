@@ -44,12 +44,20 @@ pub(crate) struct LanguageModel {
 
 impl std::fmt::Debug for LanguageModel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LanguageModel").field("info", &self.info).field("matmul", &self.matmul).finish()
+        f.debug_struct("LanguageModel")
+            .field("info", &self.info)
+            .field("matmul", &self.matmul)
+            .finish()
     }
 }
 
 impl LanguageModel {
-    pub fn load(bytes: &[u8], info: &ModelInfo, vocab_size: usize, matmul: MatMulImpl) -> Result<Self> {
+    pub fn load(
+        bytes: &[u8],
+        info: &ModelInfo,
+        vocab_size: usize,
+        matmul: MatMulImpl,
+    ) -> Result<Self> {
         let onnx = onnx_framework(matmul);
         let mut model = onnx.model_for_read(&mut &bytes[..]).map_err(Error::model)?;
         let s = model.symbols.sym("S");
@@ -75,27 +83,39 @@ impl LanguageModel {
         for (i, f) in facts.into_iter().enumerate() {
             model.set_input_fact(i, f).map_err(Error::model)?;
         }
-        let typed = model.into_typed().and_then(|m| m.into_optimized()).map_err(Error::model)?;
+        let typed = model
+            .into_typed()
+            .and_then(|m| m.into_optimized())
+            .map_err(Error::model)?;
         let logits = typed.output_fact(0).map_err(Error::model)?;
         let found_vocab = logits.shape.last().and_then(|d| d.to_usize().ok());
         if found_vocab != Some(vocab_size) {
-            return Err(Error::VocabMismatch { tokenizer: vocab_size, model: found_vocab.unwrap_or(0) });
+            return Err(Error::VocabMismatch {
+                tokenizer: vocab_size,
+                model: found_vocab.unwrap_or(0),
+            });
         }
         let plan = typed.into_runnable().map_err(Error::model)?;
-        Ok(LanguageModel { plan, info: info.clone(), vocab_size, matmul })
+        Ok(LanguageModel {
+            plan,
+            info: info.clone(),
+            vocab_size,
+            matmul,
+        })
     }
 
     pub fn empty_cache(&self) -> KvCache {
         let i = &self.info;
-        KvCache { tensor: Arc::new(Tensor::zero::<f32>(&[i.n_layers, 2, i.n_heads, 0, i.head_dim]).expect("zero-sized")) }
+        KvCache {
+            tensor: Arc::new(
+                Tensor::zero::<f32>(&[i.n_layers, 2, i.n_heads, 0, i.head_dim])
+                    .expect("zero-sized"),
+            ),
+        }
     }
 
     pub fn vocab_size(&self) -> usize {
         self.vocab_size
-    }
-
-    pub fn matmul(&self) -> MatMulImpl {
-        self.matmul
     }
 
     /// Runs one step; returns the logits after each `logits_at` token (concatenated, `vocab`
@@ -105,25 +125,42 @@ impl LanguageModel {
         let t = past.len() + s;
         let positions_ok = step.positions.iter().all(|&p| p < self.info.max_positions);
         if s == 0 || step.positions.len() != s || step.bias.len() != s * t || !positions_ok {
-            return Err(Error::InvalidInput(format!("malformed model step: {s} tokens, cache {}", past.len())));
+            return Err(Error::InvalidInput(format!(
+                "malformed model step: {s} tokens, cache {}",
+                past.len()
+            )));
         }
         if step.logits_at.iter().any(|&i| i >= s) {
-            return Err(Error::InvalidInput("logits asked after a token not in the step".into()));
+            return Err(Error::InvalidInput(
+                "logits asked after a token not in the step".into(),
+            ));
         }
         let ids: Vec<i64> = step.ids.iter().map(|&i| i as i64).collect();
         let pos: Vec<i64> = step.positions.iter().map(|&p| p as i64).collect();
         let at: Vec<i64> = step.logits_at.iter().map(|&i| i as i64).collect();
         let inputs = tvec![
-            tensor1(&ids).into_shape(&[1, s]).map_err(Error::inference)?.into_tvalue(),
-            tensor1(&pos).into_shape(&[1, s]).map_err(Error::inference)?.into_tvalue(),
-            tensor1(step.bias).into_shape(&[s, t]).map_err(Error::inference)?.into_tvalue(),
+            tensor1(&ids)
+                .into_shape(&[1, s])
+                .map_err(Error::inference)?
+                .into_tvalue(),
+            tensor1(&pos)
+                .into_shape(&[1, s])
+                .map_err(Error::inference)?
+                .into_tvalue(),
+            tensor1(step.bias)
+                .into_shape(&[s, t])
+                .map_err(Error::inference)?
+                .into_tvalue(),
             TValue::from_const(past.tensor.clone()),
             tensor1(&at).into_tvalue(),
         ];
         let mut out = self.plan.run(inputs).map_err(Error::inference)?;
         let present = out.pop().expect("two outputs").into_arc_tensor();
         let logits = out.pop().expect("two outputs");
-        let logits = logits.try_as_plain_ram().and_then(|v| Ok(v.as_slice::<f32>()?.to_vec())).map_err(Error::inference)?;
+        let logits = logits
+            .try_as_plain_ram()
+            .and_then(|v| Ok(v.as_slice::<f32>()?.to_vec()))
+            .map_err(Error::inference)?;
         debug_assert_eq!(logits.len(), step.logits_at.len() * self.vocab_size);
         Ok((logits, KvCache { tensor: present }))
     }

@@ -35,7 +35,11 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Config { matmul: MatMulImpl::Nextword, beam_width: 6, max_word_tokens: 4 }
+        Config {
+            matmul: MatMulImpl::Nextword,
+            beam_width: 6,
+            max_word_tokens: 4,
+        }
     }
 }
 
@@ -75,7 +79,10 @@ pub struct Predictor {
 
 impl std::fmt::Debug for Predictor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Predictor").field("model_id", &self.manifest.model_id).field("config", &self.config).finish()
+        f.debug_struct("Predictor")
+            .field("model_id", &self.manifest.model_id)
+            .field("config", &self.config)
+            .finish()
     }
 }
 
@@ -90,16 +97,41 @@ impl Predictor {
             .map_err(|e| Error::InvalidTokenizer(e.to_string()))?;
         let tok_vocab = tokenizer.get_vocab_size(true);
         if tok_vocab != manifest.vocab_size {
-            return Err(Error::VocabMismatch { tokenizer: tok_vocab, model: manifest.vocab_size });
+            return Err(Error::VocabMismatch {
+                tokenizer: tok_vocab,
+                model: manifest.vocab_size,
+            });
         }
         let bos = tokenizer
             .token_to_id(&manifest.bos_token)
             .ok_or_else(|| Error::InvalidTokenizer(format!("no {} token", manifest.bos_token)))?;
-        let lm = LanguageModel::load(&bundle.model_bytes, &manifest.model, manifest.vocab_size, config.matmul)?;
+        let lm = LanguageModel::load(
+            &bundle.model_bytes,
+            &manifest.model,
+            manifest.vocab_size,
+            config.matmul,
+        )?;
         let vocab = Vocab::new(&tokenizer, manifest.vocab_size);
-        let config = Config { beam_width: config.beam_width.max(1), max_word_tokens: config.max_word_tokens.max(1), ..config };
-        log::info!("loaded {} ({} parameters, {} matmul)", manifest.model_id, manifest.model.parameters, config.matmul);
-        Ok(Predictor { lm, tokenizer, vocab, manifest, bos, config, state: Mutex::new(None) })
+        let config = Config {
+            beam_width: config.beam_width.max(1),
+            max_word_tokens: config.max_word_tokens.max(1),
+            ..config
+        };
+        log::info!(
+            "loaded {} ({} parameters, {} matmul)",
+            manifest.model_id,
+            manifest.model.parameters,
+            config.matmul
+        );
+        Ok(Predictor {
+            lm,
+            tokenizer,
+            vocab,
+            manifest,
+            bos,
+            config,
+            state: Mutex::new(None),
+        })
     }
 
     pub fn manifest(&self) -> &Manifest {
@@ -112,14 +144,21 @@ impl Predictor {
 
     /// Token ids of `text` as the model reads committed text (no start-of-text mark).
     pub fn tokenize(&self, text: &str) -> Result<Vec<u32>> {
-        let enc = self.tokenizer.encode(text, false).map_err(|e| Error::InvalidInput(e.to_string()))?;
+        let enc = self
+            .tokenizer
+            .encode(text, false)
+            .map_err(|e| Error::InvalidInput(e.to_string()))?;
         Ok(enc.get_ids().to_vec())
     }
 
     /// Log-probabilities of the token after `ids`, from a fresh forward pass (no cache).
     pub fn next_token_logprobs(&self, ids: &[u32]) -> Result<Vec<f32>> {
         if ids.is_empty() || ids.len() >= self.manifest.model.max_positions {
-            return Err(Error::InvalidInput(format!("{} tokens: not in 1..{}", ids.len(), self.manifest.model.max_positions)));
+            return Err(Error::InvalidInput(format!(
+                "{} tokens: not in 1..{}",
+                ids.len(),
+                self.manifest.model.max_positions
+            )));
         }
         let (logits, _) = self.forward(&self.lm.empty_cache(), ids)?;
         Ok(log_softmax(&logits))
@@ -133,9 +172,16 @@ impl Predictor {
             return Ok(Vec::new());
         }
         let ids = self.context_ids(a.context, a.starts_field)?;
-        let mut guard = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut guard = self
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let state = self.update_context(guard.take(), ids)?;
-        let kind = if a.partial.is_empty() { SuggestionKind::NextWord } else { SuggestionKind::Completion };
+        let kind = if a.partial.is_empty() {
+            SuggestionKind::NextWord
+        } else {
+            SuggestionKind::Completion
+        };
         let words = self.search_words(&state, &fold(a.partial), max);
         *guard = Some(state);
         drop(guard);
@@ -146,7 +192,10 @@ impl Predictor {
         let mut out: Vec<Suggestion> = Vec::new();
         for (word, logp) in words {
             let text = if typed_capital && fold(&word).len() == word.chars().count() {
-                a.partial.chars().chain(word.chars().skip(typed_len)).collect()
+                a.partial
+                    .chars()
+                    .chain(word.chars().skip(typed_len))
+                    .collect()
             } else if a.sentence_start && a.partial.is_empty() {
                 capitalize(&word)
             } else {
@@ -159,7 +208,11 @@ impl Predictor {
                 }
                 None => {
                     seen.insert(text.clone(), out.len());
-                    out.push(Suggestion { text, score: logp.exp(), kind });
+                    out.push(Suggestion {
+                        text,
+                        score: logp.exp(),
+                        kind,
+                    });
                 }
             }
         }
@@ -170,7 +223,11 @@ impl Predictor {
 
     fn context_ids(&self, context: &str, starts_field: bool) -> Result<Vec<u32>> {
         let window = self.manifest.context_tokens;
-        let mut ids = if context.is_empty() { Vec::new() } else { self.tokenize(context)? };
+        let mut ids = if context.is_empty() {
+            Vec::new()
+        } else {
+            self.tokenize(context)?
+        };
         if starts_field && ids.len() < window {
             ids.insert(0, self.bos);
         }
@@ -182,18 +239,30 @@ impl Predictor {
     }
 
     /// The model state after `ids`, reusing what `previous` already computed when `ids` extends it.
-    fn update_context(&self, previous: Option<ContextState>, ids: Vec<u32>) -> Result<ContextState> {
+    fn update_context(
+        &self,
+        previous: Option<ContextState>,
+        ids: Vec<u32>,
+    ) -> Result<ContextState> {
         if let Some(prev) = previous {
             if prev.ids == ids {
                 return Ok(prev);
             }
             if ids.len() > prev.ids.len() && ids.starts_with(&prev.ids) {
                 let (logits, cache) = self.forward(&prev.cache, &ids[prev.ids.len()..])?;
-                return Ok(ContextState { ids, cache, next_logp: log_softmax(&logits) });
+                return Ok(ContextState {
+                    ids,
+                    cache,
+                    next_logp: log_softmax(&logits),
+                });
             }
         }
         let (logits, cache) = self.forward(&self.lm.empty_cache(), &ids)?;
-        Ok(ContextState { ids, cache, next_logp: log_softmax(&logits) })
+        Ok(ContextState {
+            ids,
+            cache,
+            next_logp: log_softmax(&logits),
+        })
     }
 
     /// Causal forward of `ids` after `past`; logits after the last one.
@@ -207,17 +276,36 @@ impl Predictor {
                 bias[q * (p + s) + k] = MASKED;
             }
         }
-        self.lm.run(past, &Step { ids, positions: &positions, bias: &bias, logits_at: &[s - 1] })
+        self.lm.run(
+            past,
+            &Step {
+                ids,
+                positions: &positions,
+                bias: &bias,
+                logits_at: &[s - 1],
+            },
+        )
     }
 
     /// Whole words after the context that start with `typed` (folded), with log-probabilities.
-    fn search_words(&self, ctx: &ContextState, typed: &[char], max: usize) -> Result<Vec<(String, f32)>> {
+    fn search_words(
+        &self,
+        ctx: &ContextState,
+        typed: &[char],
+        max: usize,
+    ) -> Result<Vec<(String, f32)>> {
         let v = &self.vocab;
         let mut live: Vec<Beam> = (0..v.pieces.len())
             .filter(|&t| v.pieces[t] == Piece::WordStart)
             .filter_map(|t| {
                 let remaining = consume(typed, &v.folded[t])?;
-                Some(Beam { text: v.text[t].clone(), remaining, logp: ctx.next_logp[t], token: t as u32, slots: vec![] })
+                Some(Beam {
+                    text: v.text[t].clone(),
+                    remaining,
+                    logp: ctx.next_logp[t],
+                    token: t as u32,
+                    slots: vec![],
+                })
             })
             .collect();
         keep_best(&mut live, self.config.beam_width, f32::NEG_INFINITY);
@@ -244,15 +332,23 @@ impl Predictor {
                 row[p + j] = 0.0;
             }
             let logits_at: Vec<usize> = (0..s).collect();
-            let (logits, next_cache) =
-                self.lm.run(&cache, &Step { ids: &ids, positions: &positions, bias: &bias, logits_at: &logits_at })?;
+            let (logits, next_cache) = self.lm.run(
+                &cache,
+                &Step {
+                    ids: &ids,
+                    positions: &positions,
+                    bias: &bias,
+                    logits_at: &logits_at,
+                },
+            )?;
             cache = next_cache;
             let vocab_size = self.lm.vocab_size();
             let mut next = Vec::new();
             for (j, beam) in live.into_iter().enumerate() {
                 let lp = log_softmax(&logits[j * vocab_size..(j + 1) * vocab_size]);
                 if beam.remaining.is_empty() {
-                    let end = log_sum_exp((0..vocab_size).filter(|&t| v.ends_word(t)).map(|t| lp[t]));
+                    let end =
+                        log_sum_exp((0..vocab_size).filter(|&t| v.ends_word(t)).map(|t| lp[t]));
                     finished.push((beam.text.clone(), beam.logp + end));
                 }
                 let mut slots = beam.slots.clone();
@@ -275,7 +371,9 @@ impl Predictor {
             // A beam only loses probability as it grows: one already below the max-th finished
             // word can never enter the result.
             finished.sort_by(|a, b| b.1.total_cmp(&a.1));
-            let floor = finished.get(max.saturating_sub(1)).map_or(f32::NEG_INFINITY, |w| w.1);
+            let floor = finished
+                .get(max.saturating_sub(1))
+                .map_or(f32::NEG_INFINITY, |w| w.1);
             keep_best(&mut next, self.config.beam_width, floor);
             live = next;
         }
@@ -327,7 +425,10 @@ mod tests {
     fn consume_prefixes() {
         let typed: Vec<char> = "tom".chars().collect();
         assert_eq!(consume(&typed, &['t', 'o']), Some(vec!['m']));
-        assert_eq!(consume(&typed, &"tomorrow".chars().collect::<Vec<_>>()), Some(vec![]));
+        assert_eq!(
+            consume(&typed, &"tomorrow".chars().collect::<Vec<_>>()),
+            Some(vec![])
+        );
         assert_eq!(consume(&typed, &['t', 'a']), None);
         assert_eq!(consume(&[], &['x']), Some(vec![]));
     }

@@ -49,7 +49,12 @@ pub fn analyse(text: &str) -> Analysis<'_> {
         None => true,
         Some(c) => matches!(c, '.' | '!' | '?' | '\n'),
     };
-    Analysis { context, starts_field: cut == 0, partial, sentence_start }
+    Analysis {
+        context,
+        starts_field: cut == 0,
+        partial,
+        sentence_start,
+    }
 }
 
 /// `s` with its first character upper-cased.

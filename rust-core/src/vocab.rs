@@ -30,8 +30,14 @@ impl Vocab {
         let mut pieces = Vec::with_capacity(vocab_size);
         let mut text = Vec::with_capacity(vocab_size);
         for id in 0..vocab_size as u32 {
-            let special = tokenizer.get_added_vocabulary().is_special_token(&tokenizer.id_to_token(id).unwrap_or_default());
-            let decoded = if special { None } else { tokenizer.decode(&[id], false).ok() };
+            let special = tokenizer
+                .get_added_vocabulary()
+                .is_special_token(&tokenizer.id_to_token(id).unwrap_or_default());
+            let decoded = if special {
+                None
+            } else {
+                tokenizer.decode(&[id], false).ok()
+            };
             let (piece, t) = match decoded {
                 Some(s) if !s.contains('\u{FFFD}') => classify(&s),
                 _ => (Piece::Other, String::new()),
@@ -40,7 +46,11 @@ impl Vocab {
             text.push(t);
         }
         let folded = text.iter().map(|t| crate::text::fold(t)).collect();
-        Vocab { pieces, text, folded }
+        Vocab {
+            pieces,
+            text,
+            folded,
+        }
     }
 
     pub fn ends_word(&self, id: usize) -> bool {
@@ -56,7 +66,11 @@ fn classify(s: &str) -> (Piece, String) {
     if rest.is_empty() || !rest.chars().all(is_word_char) {
         return (Piece::Other, String::new());
     }
-    let piece = if word_start { Piece::WordStart } else { Piece::WordContinuation };
+    let piece = if word_start {
+        Piece::WordStart
+    } else {
+        Piece::WordContinuation
+    };
     (piece, rest.to_string())
 }
 

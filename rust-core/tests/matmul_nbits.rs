@@ -20,11 +20,19 @@ use serde_json::Value;
 const REL_TOL: f32 = 0.01;
 const ABS_TOL: f32 = 1e-4;
 
-const MNB_OUTPUTS: [&str; 6] =
-    ["y_plain", "y_zp", "y_bias", "y_zp_bias", "y3_plain", "y3_zp_bias"];
+const MNB_OUTPUTS: [&str; 6] = [
+    "y_plain",
+    "y_zp",
+    "y_bias",
+    "y_zp_bias",
+    "y3_plain",
+    "y3_zp_bias",
+];
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 fn expected(name: &str) -> Value {
@@ -33,17 +41,31 @@ fn expected(name: &str) -> Value {
 }
 
 fn shape_of(v: &Value) -> Vec<usize> {
-    v["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect()
+    v["shape"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_u64().unwrap() as usize)
+        .collect()
 }
 
 fn f32_tensor(v: &Value) -> Tensor {
-    let data: Vec<f32> =
-        v["data"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
+    let data: Vec<f32> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect();
     Tensor::from_shape(&shape_of(v), &data).unwrap()
 }
 
 fn i64_tensor(v: &Value) -> Tensor {
-    let data: Vec<i64> = v["data"].as_array().unwrap().iter().map(|x| x.as_i64().unwrap()).collect();
+    let data: Vec<i64> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_i64().unwrap())
+        .collect();
     Tensor::from_shape(&shape_of(v), &data).unwrap()
 }
 
@@ -68,7 +90,10 @@ fn check_close(what: &str, got: &Tensor, want: &Tensor) -> f32 {
     let mut worst = (0f32, 0usize);
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
         let d = (g - w).abs();
-        assert!(d.is_finite(), "{what}: non-finite output at {i}: got {g}, want {w}");
+        assert!(
+            d.is_finite(),
+            "{what}: non-finite output at {i}: got {g}, want {w}"
+        );
         if d > worst.0 {
             worst = (d, i);
         }
@@ -85,7 +110,10 @@ fn check_close(what: &str, got: &Tensor, want: &Tensor) -> f32 {
 }
 
 fn mnb_inputs(case: &Value) -> TVec<TValue> {
-    tvec![f32_tensor(&case["inputs"]["a2"]).into(), f32_tensor(&case["inputs"]["a3"]).into()]
+    tvec![
+        f32_tensor(&case["inputs"]["a2"]).into(),
+        f32_tensor(&case["inputs"]["a3"]).into()
+    ]
 }
 
 fn check_mnb_outputs(label: &str, case: &Value, outputs: &[TValue]) -> f32 {
@@ -106,7 +134,9 @@ fn check_matmul_nbits_model(label: &str, model: TypedModel) {
     let plan = TypedSimplePlan::new(model).unwrap();
     let mut worst = 0f32;
     for case in exp["cases"].as_array().unwrap() {
-        let outputs = plan.run(mnb_inputs(case)).unwrap_or_else(|e| panic!("{label}: {e:?}"));
+        let outputs = plan
+            .run(mnb_inputs(case))
+            .unwrap_or_else(|e| panic!("{label}: {e:?}"));
         worst = worst.max(check_mnb_outputs(label, case, &outputs));
     }
     eprintln!("{label}: max |diff| vs onnxruntime = {worst}");
@@ -188,7 +218,10 @@ fn nextword_rejects_other_block_sizes() {
         .and_then(|m| m.into_optimized())
         .expect_err("block_size=16 must be rejected");
     let msg = format!("{err:?}");
-    assert!(msg.contains("block_size=32") && msg.contains("block_size=16"), "{msg}");
+    assert!(
+        msg.contains("block_size=32") && msg.contains("block_size=16"),
+        "{msg}"
+    );
     assert!(msg.contains("mnb_b16"), "error should name the node: {msg}");
 
     let builtin = optimized(MatMulImpl::TractBuiltin, "matmul_nbits_block16.onnx");
@@ -202,13 +235,30 @@ fn tied_embedding_gather_block_quantized() {
     let exp = expected("gather_block_quantized_tied_expected.json");
     for imp in MatMulImpl::ALL {
         let model = optimized(imp, "gather_block_quantized_tied.onnx");
-        let expected_nodes = if imp == MatMulImpl::Nextword { (1, 0) } else { (0, 0) };
+        let expected_nodes = if imp == MatMulImpl::Nextword {
+            (1, 0)
+        } else {
+            (0, 0)
+        };
         assert_eq!(count_nodes(&model), expected_nodes, "{imp}");
+        if std::env::var_os("NEXTWORD_DUMP_MODEL").is_some() {
+            for node in model.nodes() {
+                eprintln!(
+                    "{imp}: #{} {} {} {:?}",
+                    node.id,
+                    node.name,
+                    node.op.name(),
+                    node.op.info()
+                );
+            }
+        }
         let plan = TypedSimplePlan::new(model).unwrap();
         let mut worst = 0f32;
         for case in exp["cases"].as_array().unwrap() {
             let ids = i64_tensor(&case["inputs"]["ids"]);
-            let outputs = plan.run(tvec![ids.into()]).unwrap_or_else(|e| panic!("{imp}: {e:?}"));
+            let outputs = plan
+                .run(tvec![ids.into()])
+                .unwrap_or_else(|e| panic!("{imp}: {e:?}"));
             for (name, got) in ["emb", "logits"].iter().zip(&outputs) {
                 let want = f32_tensor(&case["outputs"][name]);
                 let what = format!("{imp} tied case {} output {name}", case["name"]);

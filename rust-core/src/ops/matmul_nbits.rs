@@ -73,12 +73,18 @@ impl MatMulNBits {
             block_size == BLOCK_SIZE as i64,
             "MatMulNBits: only block_size={BLOCK_SIZE} is supported by nextword's op (got block_size={block_size})"
         );
-        ensure!(k > 0 && n > 0, "MatMulNBits: K and N must be positive (got K={k}, N={n})");
+        ensure!(
+            k > 0 && n > 0,
+            "MatMulNBits: K and N must be positive (got K={k}, N={n})"
+        );
         ensure!(
             k % BLOCK_SIZE as i64 == 0,
             "MatMulNBits: K must be a multiple of block_size={BLOCK_SIZE} (got K={k})"
         );
-        ensure!(node.input.len() >= 3, "MatMulNBits: expected at least 3 inputs (A, B, scales)");
+        ensure!(
+            node.input.len() >= 3,
+            "MatMulNBits: expected at least 3 inputs (A, B, scales)"
+        );
         ensure!(
             node.input.len() <= 6,
             "MatMulNBits: expected at most 6 inputs, got {}",
@@ -88,8 +94,17 @@ impl MatMulNBits {
         let zp_input = opt.next().flatten();
         let g_idx = opt.next().flatten();
         let bias_input = opt.next().flatten();
-        ensure!(g_idx.is_none(), "MatMulNBits: g_idx (act-order, input 4) is not supported");
-        Ok(MatMulNBits { k: k as usize, n: n as usize, accuracy_level, zp_input, bias_input })
+        ensure!(
+            g_idx.is_none(),
+            "MatMulNBits: g_idx (act-order, input 4) is not supported"
+        );
+        Ok(MatMulNBits {
+            k: k as usize,
+            n: n as usize,
+            accuracy_level,
+            zp_input,
+            bias_input,
+        })
     }
 
     fn input_count(&self) -> usize {
@@ -156,7 +171,10 @@ impl Expansion for MatMulNBits {
         );
         let a_fact = model.outlet_fact(inputs[0])?.clone();
         let dt = a_fact.datum_type;
-        ensure!(dt.is_float(), "MatMulNBits: A must be a float tensor, got {dt:?}");
+        ensure!(
+            dt.is_float(),
+            "MatMulNBits: A must be a float tensor, got {dt:?}"
+        );
         let mut a = inputs[0];
         if dt != f32::datum_type() {
             a = model.wire_node(format!("{prefix}.cast_a"), cast(f32::datum_type()), &[a])?[0];
@@ -165,8 +183,11 @@ impl Expansion for MatMulNBits {
         if let Some(b) = self.bias_input {
             let mut b = inputs[b];
             if model.outlet_fact(b)?.datum_type != f32::datum_type() {
-                b = model.wire_node(format!("{prefix}.cast_bias"), cast(f32::datum_type()), &[b])?
-                    [0];
+                b = model.wire_node(
+                    format!("{prefix}.cast_bias"),
+                    cast(f32::datum_type()),
+                    &[b],
+                )?[0];
             }
             bias = Some(b);
         }
@@ -192,7 +213,9 @@ impl Expansion for MatMulNBits {
             }
         };
         if dt != f32::datum_type() {
-            Ok(tvec!(model.wire_node(format!("{prefix}.cast_y"), cast(dt), &[y])?[0]))
+            Ok(tvec!(
+                model.wire_node(format!("{prefix}.cast_y"), cast(dt), &[y])?[0]
+            ))
         } else {
             Ok(tvec!(y))
         }
@@ -314,7 +337,12 @@ fn run_q4(
     Ok(out)
 }
 
-fn output_fact(k: usize, n: usize, a: &TypedFact, bias: Option<&TypedFact>) -> TractResult<TypedFact> {
+fn output_fact(
+    k: usize,
+    n: usize,
+    a: &TypedFact,
+    bias: Option<&TypedFact>,
+) -> TractResult<TypedFact> {
     ensure!(
         a.datum_type == f32::datum_type(),
         "MatMulNBits: A must be f32, got {:?}",
@@ -323,7 +351,11 @@ fn output_fact(k: usize, n: usize, a: &TypedFact, bias: Option<&TypedFact>) -> T
     ensure!(a.rank() >= 1, "MatMulNBits: A must have at least one axis");
     let last = &a.shape[a.rank() - 1];
     if let Ok(last) = last.to_usize() {
-        ensure!(last == k, "MatMulNBits: A has shape {:?}, its last axis must be K={k}", a.shape);
+        ensure!(
+            last == k,
+            "MatMulNBits: A has shape {:?}, its last axis must be K={k}",
+            a.shape
+        );
     }
     if let Some(bias) = bias {
         ensure!(
@@ -331,7 +363,10 @@ fn output_fact(k: usize, n: usize, a: &TypedFact, bias: Option<&TypedFact>) -> T
             "MatMulNBits: bias must be f32 [N], got {bias:?}"
         );
         if let Ok(len) = bias.shape[0].to_usize() {
-            ensure!(len == n, "MatMulNBits: bias has {len} values, expected N={n}");
+            ensure!(
+                len == n,
+                "MatMulNBits: bias has {len} values, expected N={n}"
+            );
         }
     }
     let mut shape: TVec<TDim> = a.shape.to_tvec();
@@ -341,7 +376,10 @@ fn output_fact(k: usize, n: usize, a: &TypedFact, bias: Option<&TypedFact>) -> T
 
 fn axes_mapping_for(rank: usize, has_bias: bool) -> TractResult<AxesMapping> {
     // Leading axes of A go through to Y; K is contracted; N comes from the weight (and bias).
-    let lead: String = ('a'..='z').filter(|c| *c != 'k' && *c != 'n').take(rank - 1).collect();
+    let lead: String = ('a'..='z')
+        .filter(|c| *c != 'k' && *c != 'n')
+        .take(rank - 1)
+        .collect();
     let mut ins = vec![format!("{lead}k")];
     if has_bias {
         ins.push("n".to_string());
@@ -410,7 +448,11 @@ impl EvalOp for MatMulNBitsQ4 {
             1 + self.has_bias as usize,
             inputs.len()
         );
-        let bias = if self.has_bias { Some(&*inputs[1]) } else { None };
+        let bias = if self.has_bias {
+            Some(&*inputs[1])
+        } else {
+            None
+        };
         let y = run_q4(self.kernel, &self.weights, &inputs[0], bias)?;
         Ok(tvec!(y.into_tvalue()))
     }
@@ -418,9 +460,17 @@ impl EvalOp for MatMulNBitsQ4 {
 
 impl TypedOp for MatMulNBitsQ4 {
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
-        ensure!(inputs.len() == 1 + self.has_bias as usize, "MatMulNBits: wrong input count");
+        ensure!(
+            inputs.len() == 1 + self.has_bias as usize,
+            "MatMulNBits: wrong input count"
+        );
         let bias = if self.has_bias { Some(inputs[1]) } else { None };
-        Ok(tvec!(output_fact(self.weights.k(), self.weights.n(), inputs[0], bias)?))
+        Ok(tvec!(output_fact(
+            self.weights.k(),
+            self.weights.n(),
+            inputs[0],
+            bias
+        )?))
     }
 
     fn axes_mapping(
@@ -433,7 +483,10 @@ impl TypedOp for MatMulNBitsQ4 {
 
     fn cost(&self, inputs: &[&TypedFact]) -> TractResult<TVec<(Cost, TDim)>> {
         let m: TDim = inputs[0].shape.iter().take(inputs[0].rank() - 1).product();
-        Ok(tvec!((Cost::FMA(f32::datum_type()), m * self.weights.n() * self.weights.k())))
+        Ok(tvec!((
+            Cost::FMA(f32::datum_type()),
+            m * self.weights.n() * self.weights.k()
+        )))
     }
 
     as_op!();
@@ -488,8 +541,12 @@ impl MatMulNBitsUnpacked {
         scales: OutletId,
         zp: Option<OutletId>,
     ) -> TractResult<Option<MatMulNBitsQ4>> {
-        let Some(b) = model.outlet_fact(b)?.konst.clone() else { return Ok(None) };
-        let Some(scales) = model.outlet_fact(scales)?.konst.clone() else { return Ok(None) };
+        let Some(b) = model.outlet_fact(b)?.konst.clone() else {
+            return Ok(None);
+        };
+        let Some(scales) = model.outlet_fact(scales)?.konst.clone() else {
+            return Ok(None);
+        };
         let zp = match zp {
             Some(zp) => match model.outlet_fact(zp)?.konst.clone() {
                 Some(zp) => Some(zp),
@@ -528,22 +585,39 @@ impl EvalOp for MatMulNBitsUnpacked {
             self.input_count(),
             inputs.len()
         );
-        let zp = if self.has_zero_points { Some(&*inputs[3]) } else { None };
-        let bias = if self.has_bias { Some(&*inputs[inputs.len() - 1]) } else { None };
+        let zp = if self.has_zero_points {
+            Some(&*inputs[3])
+        } else {
+            None
+        };
+        let bias = if self.has_bias {
+            Some(&*inputs[inputs.len() - 1])
+        } else {
+            None
+        };
         let w = q4_matrix_from_tensors(self.n, self.k, &inputs[1], &inputs[2], zp)?;
-        Ok(tvec!(run_q4(self.kernel, &w, &inputs[0], bias)?.into_tvalue()))
+        Ok(tvec!(
+            run_q4(self.kernel, &w, &inputs[0], bias)?.into_tvalue()
+        ))
     }
 }
 
 impl TypedOp for MatMulNBitsUnpacked {
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
-        ensure!(inputs.len() == self.input_count(), "MatMulNBits: wrong input count");
+        ensure!(
+            inputs.len() == self.input_count(),
+            "MatMulNBits: wrong input count"
+        );
         ensure!(
             inputs[1].datum_type == u8::datum_type(),
             "MatMulNBits: B must be uint8, got {:?}",
             inputs[1].datum_type
         );
-        let bias = if self.has_bias { Some(inputs[inputs.len() - 1]) } else { None };
+        let bias = if self.has_bias {
+            Some(inputs[inputs.len() - 1])
+        } else {
+            None
+        };
         Ok(tvec!(output_fact(self.k, self.n, inputs[0], bias)?))
     }
 
@@ -552,7 +626,11 @@ impl TypedOp for MatMulNBitsUnpacked {
         model: &TypedModel,
         node: &TypedNode,
     ) -> TractResult<Option<TypedModelPatch>> {
-        let zp = if self.has_zero_points { Some(node.inputs[3]) } else { None };
+        let zp = if self.has_zero_points {
+            Some(node.inputs[3])
+        } else {
+            None
+        };
         let Some(packed) = self
             .pack_from(model, node.inputs[1], node.inputs[2], zp)
             .with_context(|| format!("MatMulNBits node {:?}", node.name))?
@@ -563,7 +641,9 @@ impl TypedOp for MatMulNBitsUnpacked {
         if self.has_bias {
             inputs.push(node.inputs[node.inputs.len() - 1]);
         }
-        Ok(Some(TypedModelPatch::replace_single_op(model, node, &inputs, packed)?))
+        Ok(Some(TypedModelPatch::replace_single_op(
+            model, node, &inputs, packed,
+        )?))
     }
 
     fn cost(&self, inputs: &[&TypedFact]) -> TractResult<TVec<(Cost, TDim)>> {
@@ -607,20 +687,26 @@ mod tests {
     }
 
     fn err_of(node: &NodeProto) -> String {
-        format!("{:?}", MatMulNBits::from_node(node).expect_err("should be rejected"))
+        format!(
+            "{:?}",
+            MatMulNBits::from_node(node).expect_err("should be rejected")
+        )
     }
 
     #[test]
     fn parses_optional_inputs() {
         let op = MatMulNBits::from_node(&node(&["a", "b", "s"], 64, 8, 4, 32)).unwrap();
-        assert_eq!((op.k, op.n, op.zp_input, op.bias_input), (64, 8, None, None));
+        assert_eq!(
+            (op.k, op.n, op.zp_input, op.bias_input),
+            (64, 8, None, None)
+        );
         let op = MatMulNBits::from_node(&node(&["a", "b", "s", "z"], 64, 8, 4, 32)).unwrap();
         assert_eq!((op.zp_input, op.bias_input), (Some(3), None));
-        let op = MatMulNBits::from_node(&node(&["a", "b", "s", "", "", "bias"], 64, 8, 4, 32))
-            .unwrap();
+        let op =
+            MatMulNBits::from_node(&node(&["a", "b", "s", "", "", "bias"], 64, 8, 4, 32)).unwrap();
         assert_eq!((op.zp_input, op.bias_input), (None, Some(3)));
-        let op = MatMulNBits::from_node(&node(&["a", "b", "s", "z", "", "bias"], 64, 8, 4, 32))
-            .unwrap();
+        let op =
+            MatMulNBits::from_node(&node(&["a", "b", "s", "z", "", "bias"], 64, 8, 4, 32)).unwrap();
         assert_eq!((op.zp_input, op.bias_input), (Some(3), Some(4)));
     }
 
@@ -639,8 +725,12 @@ mod tests {
     fn weights(n: usize, k: usize) -> (Tensor, Tensor, Tensor) {
         let blocks = k / 32;
         let b: Vec<u8> = (0..n * blocks * 16).map(|i| (i * 37 + 11) as u8).collect();
-        let scales: Vec<f32> = (0..n * blocks).map(|i| 0.01 + (i % 7) as f32 * 0.005).collect();
-        let zp: Vec<u8> = (0..n * blocks.div_ceil(2)).map(|i| (i * 29 + 3) as u8).collect();
+        let scales: Vec<f32> = (0..n * blocks)
+            .map(|i| 0.01 + (i % 7) as f32 * 0.005)
+            .collect();
+        let zp: Vec<u8> = (0..n * blocks.div_ceil(2))
+            .map(|i| (i * 29 + 3) as u8)
+            .collect();
         (
             Tensor::from_shape(&[n, blocks, 16], &b).unwrap(),
             Tensor::from_shape(&[n * blocks], &scales).unwrap(),
@@ -664,7 +754,10 @@ mod tests {
     fn assert_close(got: &[f32], want: &[f32]) {
         let range = want.iter().fold(0f32, |m, x| m.max(x.abs()));
         for (g, w) in got.iter().zip(want) {
-            assert!((g - w).abs() <= 0.01 * range + 1e-4, "got {g}, want {w} (range {range})");
+            assert!(
+                (g - w).abs() <= 0.01 * range + 1e-4,
+                "got {g}, want {w} (range {range})"
+            );
         }
     }
 
@@ -697,11 +790,14 @@ mod tests {
 
         let w = q4_matrix_from_tensors(n, k, &b, &scales, Some(&zp))?;
         for m in [1usize, 5] {
-            let x: Vec<f32> = (0..m * k).map(|i| ((i * 13 % 31) as f32 - 15.) / 8.).collect();
+            let x: Vec<f32> = (0..m * k)
+                .map(|i| ((i * 13 % 31) as f32 - 15.) / 8.)
+                .collect();
             let want = reference(&x, m, &w, Some(&bias));
             for candidate in [model.clone(), optimized.clone()] {
-                let out = SimplePlan::new(candidate)?
-                    .run(tvec![Tensor::from_shape(&[1, m, k], &x)?.into_tvalue()])?;
+                let out =
+                    SimplePlan::new(candidate)?
+                        .run(tvec![Tensor::from_shape(&[1, m, k], &x)?.into_tvalue()])?;
                 assert_eq!(out[0].shape(), &[1, m, n]);
                 let view = out[0].try_as_plain_ram()?;
                 assert_close(view.as_slice::<f32>()?, &want);
@@ -715,12 +811,18 @@ mod tests {
         let (n, k) = (8, 64);
         let (b, scales, zp) = weights(n, k);
         let short_scales = Tensor::from_shape(&[3], &[1f32, 2., 3.]).unwrap();
-        let err = q4_matrix_from_tensors(n, k, &b, &short_scales, None).err().unwrap();
+        let err = q4_matrix_from_tensors(n, k, &b, &short_scales, None)
+            .err()
+            .unwrap();
         assert!(format!("{err:?}").contains("scales"), "{err:?}");
-        let err = q4_matrix_from_tensors(n + 1, k, &b, &scales, None).err().unwrap();
+        let err = q4_matrix_from_tensors(n + 1, k, &b, &scales, None)
+            .err()
+            .unwrap();
         assert!(format!("{err:?}").contains("B has shape"), "{err:?}");
         let bad_zp = Tensor::from_shape(&[2], &[0u8, 1]).unwrap();
-        let err = q4_matrix_from_tensors(n, k, &b, &scales, Some(&bad_zp)).err().unwrap();
+        let err = q4_matrix_from_tensors(n, k, &b, &scales, Some(&bad_zp))
+            .err()
+            .unwrap();
         assert!(format!("{err:?}").contains("zero_points"), "{err:?}");
         assert!(q4_matrix_from_tensors(n, k, &b, &scales, Some(&zp)).is_ok());
     }
@@ -734,7 +836,10 @@ mod tests {
             has_bias: false,
         };
         let err = op
-            .eval(&EvalContext::out_of_plan(), tvec![Tensor::zero::<f32>(&[2, 32])?.into_tvalue()])
+            .eval(
+                &EvalContext::out_of_plan(),
+                tvec![Tensor::zero::<f32>(&[2, 32])?.into_tvalue()],
+            )
             .err()
             .unwrap();
         assert!(format!("{err:?}").contains("K=64"), "{err:?}");

@@ -64,7 +64,9 @@ impl FromStr for MatMulImpl {
         match s.to_ascii_lowercase().as_str() {
             "nextword" | "ours" => Ok(MatMulImpl::Nextword),
             "tract" | "tract-builtin" | "tract_builtin" | "builtin" => Ok(MatMulImpl::TractBuiltin),
-            other => Err(format!("unknown MatMulNBits implementation {other:?} (expected \"nextword\" or \"tract\")")),
+            other => Err(format!(
+                "unknown MatMulNBits implementation {other:?} (expected \"nextword\" or \"tract\")"
+            )),
         }
     }
 }
@@ -80,7 +82,8 @@ pub fn onnx_framework(imp: MatMulImpl) -> Onnx {
 pub fn register(onnx: &mut Onnx, imp: MatMulImpl) {
     match imp {
         MatMulImpl::Nextword => {
-            onnx.op_register.insert("MatMulNBits", matmul_nbits::mat_mul_nbits);
+            onnx.op_register
+                .insert("MatMulNBits", matmul_nbits::mat_mul_nbits);
         }
         MatMulImpl::TractBuiltin => {
             // tract's builder is private to tract-onnx: take it from a pristine registry.
@@ -113,7 +116,15 @@ pub fn set_kernel(model: &mut TypedModel, kernel: &'static dyn Q4Kernel) -> usiz
 /// How many nextword `MatMulNBits` nodes a typed model holds, as (packed, unpacked).
 /// An optimized model whose weights are initializers should have only packed ones.
 pub fn count_nodes(model: &TypedModel) -> (usize, usize) {
-    let packed = model.nodes().iter().filter(|n| n.op_is::<MatMulNBitsQ4>()).count();
-    let unpacked = model.nodes().iter().filter(|n| n.op_is::<MatMulNBitsUnpacked>()).count();
+    let packed = model
+        .nodes()
+        .iter()
+        .filter(|n| n.op_is::<MatMulNBitsQ4>())
+        .count();
+    let unpacked = model
+        .nodes()
+        .iter()
+        .filter(|n| n.op_is::<MatMulNBitsUnpacked>())
+        .count();
     (packed, unpacked)
 }

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# All of nextword's tests: formatting, lints, Rust tests (host), Python pipeline tests, and the
+# core's tests on aarch64 under qemu (NEON and dotprod kernels). Installs what it needs.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+step() { printf '\n==== %s\n' "$*"; }
+
+step "toolchain"
+rustup component add rustfmt clippy >/dev/null
+python3 -m pip install --quiet -r training/requirements.txt
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "cargo test (x86_64)"
+cargo test --workspace
+
+step "pytest (training pipeline)"
+(cd training && python3 -m pytest -q tests)
+
+if [ "${NEXTWORD_SKIP_AARCH64:-0}" != 1 ]; then
+  step "aarch64 under qemu: core tests with NEON and dotprod kernels"
+  bash scripts/aarch64-test.sh
+fi
+echo; echo "all tests passed"
