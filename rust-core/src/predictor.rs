@@ -343,28 +343,17 @@ impl Predictor {
             )?;
             cache = next_cache;
             let vocab_size = self.lm.vocab_size();
-            let mut next = Vec::new();
-            for (j, beam) in live.into_iter().enumerate() {
+            // Candidates as (log-prob, beam, token); only the best few become beams.
+            let mut candidates: Vec<(f32, usize, usize)> = Vec::new();
+            for (j, beam) in live.iter().enumerate() {
                 let lp = log_softmax(&logits[j * vocab_size..(j + 1) * vocab_size]);
                 if beam.remaining.is_empty() {
-                    let end =
-                        log_sum_exp((0..vocab_size).filter(|&t| v.ends_word(t)).map(|t| lp[t]));
+                    let end = log_sum_exp(v.word_enders.iter().map(|&t| lp[t]));
                     finished.push((beam.text.clone(), beam.logp + end));
                 }
-                let mut slots = beam.slots.clone();
-                slots.push(p + j);
-                for t in 0..vocab_size {
-                    if v.pieces[t] != Piece::WordContinuation {
-                        continue;
-                    }
-                    if let Some(remaining) = consume(&beam.remaining, &v.folded[t]) {
-                        next.push(Beam {
-                            text: format!("{}{}", beam.text, v.text[t]),
-                            remaining,
-                            logp: beam.logp + lp[t],
-                            token: t as u32,
-                            slots: slots.clone(),
-                        });
+                for &t in &v.continuations {
+                    if consume(&beam.remaining, &v.folded[t]).is_some() {
+                        candidates.push((beam.logp + lp[t], j, t));
                     }
                 }
             }
@@ -374,8 +363,24 @@ impl Predictor {
             let floor = finished
                 .get(max.saturating_sub(1))
                 .map_or(f32::NEG_INFINITY, |w| w.1);
-            keep_best(&mut next, self.config.beam_width, floor);
-            live = next;
+            candidates.retain(|c| c.0 > floor);
+            candidates.sort_by(|a, b| b.0.total_cmp(&a.0));
+            candidates.truncate(self.config.beam_width);
+            live = candidates
+                .into_iter()
+                .map(|(logp, j, t)| {
+                    let parent = &live[j];
+                    let mut slots = parent.slots.clone();
+                    slots.push(p + j);
+                    Beam {
+                        text: format!("{}{}", parent.text, v.text[t]),
+                        remaining: consume(&parent.remaining, &v.folded[t]).unwrap_or_default(),
+                        logp,
+                        token: t as u32,
+                        slots,
+                    }
+                })
+                .collect();
         }
         Ok(finished)
     }

@@ -23,6 +23,10 @@ pub struct Vocab {
     pub text: Vec<String>,
     /// `text` lower-cased, as chars, for prefix matching.
     pub folded: Vec<Vec<char>>,
+    /// Ids of the `WordContinuation` pieces.
+    pub continuations: Vec<usize>,
+    /// Ids of the tokens that end a word when they follow it (all but continuations).
+    pub word_enders: Vec<usize>,
 }
 
 impl Vocab {
@@ -46,15 +50,15 @@ impl Vocab {
             text.push(t);
         }
         let folded = text.iter().map(|t| crate::text::fold(t)).collect();
+        let (continuations, word_enders) =
+            (0..vocab_size).partition(|&t| pieces[t] == Piece::WordContinuation);
         Vocab {
             pieces,
             text,
             folded,
+            continuations,
+            word_enders,
         }
-    }
-
-    pub fn ends_word(&self, id: usize) -> bool {
-        self.pieces[id] != Piece::WordContinuation
     }
 }
 
