@@ -23,6 +23,16 @@ impl KvCache {
     pub fn len(&self) -> usize {
         self.tensor.shape()[3]
     }
+
+    /// The cache of the first `len` tokens.
+    pub fn truncated(&self, len: usize) -> TractResult<KvCache> {
+        if len == self.len() {
+            return Ok(self.clone());
+        }
+        Ok(KvCache {
+            tensor: Arc::new(self.tensor.slice(3, 0, len)?),
+        })
+    }
 }
 
 /// One call of the model: `ids` follow the `past` tokens; `positions[i]` is the position of

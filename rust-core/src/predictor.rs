@@ -63,8 +63,33 @@ pub struct Suggestion {
 /// The committed context last seen, with the model's state after it.
 struct ContextState {
     ids: Vec<u32>,
+    /// The context's cache followed by every word-search token decoded since (the tree).
     cache: KvCache,
     next_logp: Vec<f32>,
+    /// Word-search tokens already decoded after this context, by path of word tokens: the
+    /// next keystroke of the same word mostly walks paths the previous one decoded.
+    tree: HashMap<Vec<u32>, TreeNode>,
+}
+
+struct TreeNode {
+    /// Where the path's last token sits in the cache.
+    slot: usize,
+    /// Log-probabilities of the token after the path.
+    next_logp: Vec<f32>,
+}
+
+/// Tree nodes kept per context before the tree is dropped and decoded anew.
+const MAX_TREE_NODES: usize = 192;
+
+impl ContextState {
+    fn new(ids: Vec<u32>, cache: KvCache, logits: &[f32]) -> Self {
+        ContextState {
+            ids,
+            cache,
+            next_logp: log_softmax(logits),
+            tree: HashMap::new(),
+        }
+    }
 }
 
 pub struct Predictor {
@@ -176,13 +201,13 @@ impl Predictor {
             .state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let state = self.update_context(guard.take(), ids)?;
+        let mut state = self.update_context(guard.take(), ids)?;
         let kind = if a.partial.is_empty() {
             SuggestionKind::NextWord
         } else {
             SuggestionKind::Completion
         };
-        let words = self.search_words(&state, &fold(a.partial), max);
+        let words = self.search_words(&mut state, &fold(a.partial), max);
         *guard = Some(state);
         drop(guard);
         let words = words?;
@@ -249,20 +274,16 @@ impl Predictor {
                 return Ok(prev);
             }
             if ids.len() > prev.ids.len() && ids.starts_with(&prev.ids) {
-                let (logits, cache) = self.forward(&prev.cache, &ids[prev.ids.len()..])?;
-                return Ok(ContextState {
-                    ids,
-                    cache,
-                    next_logp: log_softmax(&logits),
-                });
+                let past = prev
+                    .cache
+                    .truncated(prev.ids.len())
+                    .map_err(Error::inference)?;
+                let (logits, cache) = self.forward(&past, &ids[prev.ids.len()..])?;
+                return Ok(ContextState::new(ids, cache, &logits));
             }
         }
         let (logits, cache) = self.forward(&self.lm.empty_cache(), &ids)?;
-        Ok(ContextState {
-            ids,
-            cache,
-            next_logp: log_softmax(&logits),
-        })
+        Ok(ContextState::new(ids, cache, &logits))
     }
 
     /// Causal forward of `ids` after `past`; logits after the last one.
@@ -290,10 +311,17 @@ impl Predictor {
     /// Whole words after the context that start with `typed` (folded), with log-probabilities.
     fn search_words(
         &self,
-        ctx: &ContextState,
+        ctx: &mut ContextState,
         typed: &[char],
         max: usize,
     ) -> Result<Vec<(String, f32)>> {
+        if ctx.tree.len() > MAX_TREE_NODES {
+            ctx.tree.clear();
+            ctx.cache = ctx
+                .cache
+                .truncated(ctx.ids.len())
+                .map_err(Error::inference)?;
+        }
         let v = &self.vocab;
         let mut live: Vec<Beam> = (0..v.pieces.len())
             .filter(|&t| v.pieces[t] == Piece::WordStart)
@@ -303,50 +331,21 @@ impl Predictor {
                     text: v.text[t].clone(),
                     remaining,
                     logp: ctx.next_logp[t],
-                    token: t as u32,
-                    slots: vec![],
+                    path: vec![t as u32],
                 })
             })
             .collect();
         keep_best(&mut live, self.config.beam_width, f32::NEG_INFINITY);
-        let ctx_len = ctx.ids.len();
-        let mut cache = ctx.cache.clone();
         let mut finished: Vec<(String, f32)> = Vec::new();
-        for depth in 0..self.config.max_word_tokens {
+        for _depth in 0..self.config.max_word_tokens {
             if live.is_empty() {
                 break;
             }
-            let p = cache.len();
-            let s = live.len();
-            let ids: Vec<u32> = live.iter().map(|b| b.token).collect();
-            let positions = vec![ctx_len + depth; s];
-            // Tree attention: each beam token sees the context, its own earlier tokens, itself.
-            let t = p + s;
-            let mut bias = vec![MASKED; s * t];
-            for (j, beam) in live.iter().enumerate() {
-                let row = &mut bias[j * t..(j + 1) * t];
-                row[..ctx_len].fill(0.0);
-                for &slot in &beam.slots {
-                    row[slot] = 0.0;
-                }
-                row[p + j] = 0.0;
-            }
-            let logits_at: Vec<usize> = (0..s).collect();
-            let (logits, next_cache) = self.lm.run(
-                &cache,
-                &Step {
-                    ids: &ids,
-                    positions: &positions,
-                    bias: &bias,
-                    logits_at: &logits_at,
-                },
-            )?;
-            cache = next_cache;
-            let vocab_size = self.lm.vocab_size();
+            self.decode_paths(ctx, live.iter().map(|b| &b.path))?;
             // Candidates as (log-prob, beam, token); only the best few become beams.
             let mut candidates: Vec<(f32, usize, usize)> = Vec::new();
             for (j, beam) in live.iter().enumerate() {
-                let lp = log_softmax(&logits[j * vocab_size..(j + 1) * vocab_size]);
+                let lp = &ctx.tree[&beam.path].next_logp;
                 if beam.remaining.is_empty() {
                     let end = log_sum_exp(v.word_enders.iter().map(|&t| lp[t]));
                     finished.push((beam.text.clone(), beam.logp + end));
@@ -370,19 +369,74 @@ impl Predictor {
                 .into_iter()
                 .map(|(logp, j, t)| {
                     let parent = &live[j];
-                    let mut slots = parent.slots.clone();
-                    slots.push(p + j);
+                    let mut path = parent.path.clone();
+                    path.push(t as u32);
                     Beam {
                         text: format!("{}{}", parent.text, v.text[t]),
                         remaining: consume(&parent.remaining, &v.folded[t]).unwrap_or_default(),
                         logp,
-                        token: t as u32,
-                        slots,
+                        path,
                     }
                 })
                 .collect();
         }
         Ok(finished)
+    }
+
+    /// Makes sure every path (all of one length, their prefixes decoded) is in the tree,
+    /// decoding the missing ones in a single model call with tree attention: each new token
+    /// sees the context, the earlier tokens of its own path, and itself.
+    fn decode_paths<'a>(
+        &self,
+        ctx: &mut ContextState,
+        paths: impl Iterator<Item = &'a Vec<u32>>,
+    ) -> Result<()> {
+        let missing: Vec<&Vec<u32>> = paths.filter(|p| !ctx.tree.contains_key(*p)).collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let ctx_len = ctx.ids.len();
+        let p = ctx.cache.len();
+        let s = missing.len();
+        let t = p + s;
+        let ids: Vec<u32> = missing
+            .iter()
+            .map(|path| *path.last().expect("non-empty"))
+            .collect();
+        let positions: Vec<usize> = missing
+            .iter()
+            .map(|path| ctx_len + path.len() - 1)
+            .collect();
+        let mut bias = vec![MASKED; s * t];
+        for (j, path) in missing.iter().enumerate() {
+            let row = &mut bias[j * t..(j + 1) * t];
+            row[..ctx_len].fill(0.0);
+            for k in 1..path.len() {
+                row[ctx.tree[&path[..k]].slot] = 0.0;
+            }
+            row[p + j] = 0.0;
+        }
+        let logits_at: Vec<usize> = (0..s).collect();
+        let step = Step {
+            ids: &ids,
+            positions: &positions,
+            bias: &bias,
+            logits_at: &logits_at,
+        };
+        let (logits, cache) = self.lm.run(&ctx.cache, &step)?;
+        ctx.cache = cache;
+        let vocab_size = self.lm.vocab_size();
+        for (j, path) in missing.into_iter().enumerate() {
+            let next_logp = log_softmax(&logits[j * vocab_size..(j + 1) * vocab_size]);
+            ctx.tree.insert(
+                path.clone(),
+                TreeNode {
+                    slot: p + j,
+                    next_logp,
+                },
+            );
+        }
+        Ok(())
     }
 }
 
@@ -391,10 +445,8 @@ struct Beam {
     /// Typed characters (folded) the beam's tokens have not covered yet.
     remaining: Vec<char>,
     logp: f32,
-    /// The token to feed next.
-    token: u32,
-    /// Cache slots of the beam's tokens fed so far.
-    slots: Vec<usize>,
+    /// The beam's tokens.
+    path: Vec<u32>,
 }
 
 /// What remains of `typed` after a token whose folded text is `piece`, if they agree.
