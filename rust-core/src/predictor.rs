@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Mutex;
+use std::time::Instant;
 
 use serde::Serialize;
 use tokenizers::Tokenizer;
@@ -113,10 +114,14 @@ impl std::fmt::Debug for Predictor {
 
 impl Predictor {
     pub fn open(bundle_dir: impl AsRef<Path>, config: Config) -> Result<Predictor> {
-        Predictor::from_bundle(Bundle::open(bundle_dir)?, config)
+        let t = Instant::now();
+        let bundle = Bundle::open(bundle_dir)?;
+        log::debug!("bundle read and verified in {:?}", t.elapsed());
+        Predictor::from_bundle(bundle, config)
     }
 
     pub fn from_bundle(bundle: Bundle, config: Config) -> Result<Predictor> {
+        let t = Instant::now();
         let manifest = bundle.manifest;
         let tokenizer = Tokenizer::from_bytes(&bundle.tokenizer_bytes)
             .map_err(|e| Error::InvalidTokenizer(e.to_string()))?;
@@ -130,13 +135,18 @@ impl Predictor {
         let bos = tokenizer
             .token_to_id(&manifest.bos_token)
             .ok_or_else(|| Error::InvalidTokenizer(format!("no {} token", manifest.bos_token)))?;
+        log::debug!("tokenizer parsed in {:?}", t.elapsed());
+        let t = Instant::now();
         let lm = LanguageModel::load(
             &bundle.model_bytes,
             &manifest.model,
             manifest.vocab_size,
             config.matmul,
         )?;
+        log::debug!("model parsed and optimized in {:?}", t.elapsed());
+        let t = Instant::now();
         let vocab = Vocab::new(&tokenizer, manifest.vocab_size);
+        log::debug!("vocabulary classified in {:?}", t.elapsed());
         let config = Config {
             beam_width: config.beam_width.max(1),
             max_word_tokens: config.max_word_tokens.max(1),
