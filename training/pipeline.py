@@ -57,7 +57,7 @@ def quant_report(fp32_path, q4_path, valid_ids, cfg, windows=64, seq=64):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tiny", action="store_true")
-    ap.add_argument("--work", default=None, help="working directory (default training/work[/tiny])")
+    ap.add_argument("--work", default=None, help="working directory (default training/build[/tiny])")
     ap.add_argument("--out", default=None, help="bundle directory (default models/en, or models/fixture)")
     ap.add_argument("--minutes", type=float, default=120, help="training wall-clock budget")
     ap.add_argument("--resume", default=None, help="checkpoint to continue training from")
@@ -66,7 +66,7 @@ def main():
     ap.add_argument("--force", action="store_true")
     a = ap.parse_args()
 
-    work = Path(a.work) if a.work else HERE / "work" / ("tiny" if a.tiny else "")
+    work = Path(a.work) if a.work else HERE / "build" / ("tiny" if a.tiny else "")
     out = Path(a.out) if a.out else ROOT / "models" / ("fixture" if a.tiny else "en")
     corpus = work / "corpus"
     run = work / "run"
@@ -75,7 +75,7 @@ def main():
     tiny = ["--tiny"] if a.tiny else []
 
     if a.force or not (corpus / "train.txt").exists():
-        sh(sys.executable, "corpus.py", "--out", corpus, "--cache", HERE / "work" / "cache", *tiny)
+        sh(sys.executable, "corpus.py", "--out", corpus, "--cache", HERE / "build" / "cache", *tiny)
     if a.force or not tok.exists():
         sh(sys.executable, "tokenizer.py", "--train", corpus / "train.txt", "--vocab-size", vocab, "--out", tok)
     if not a.skip_train and (a.force or a.resume or not (run / "best.pt").exists()):
