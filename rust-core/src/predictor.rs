@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::lm::{KvCache, LanguageModel, Step, MASKED};
 use crate::ops::MatMulImpl;
 use crate::text::{analyse, capitalize, fold, MAX_PARTIAL_CHARS};
-use crate::vocab::{Piece, Vocab};
+use crate::vocab::Vocab;
 
 /// Most suggestions one call returns.
 pub const MAX_SUGGESTIONS: usize = 16;
@@ -77,6 +77,8 @@ struct TreeNode {
     slot: usize,
     /// Log-probabilities of the token after the path.
     next_logp: Vec<f32>,
+    /// Log-probability that the word ends after the path.
+    end_logp: f32,
 }
 
 /// Tree nodes kept per context before the tree is dropped and decoded anew.
@@ -333,9 +335,10 @@ impl Predictor {
                 .map_err(Error::inference)?;
         }
         let v = &self.vocab;
-        let mut live: Vec<Beam> = (0..v.pieces.len())
-            .filter(|&t| v.pieces[t] == Piece::WordStart)
-            .filter_map(|t| {
+        let mut live: Vec<Beam> = v
+            .word_starts
+            .iter()
+            .filter_map(|&t| {
                 let remaining = consume(typed, &v.folded[t])?;
                 Some(Beam {
                     text: v.text[t].clone(),
@@ -355,10 +358,10 @@ impl Predictor {
             // Candidates as (log-prob, beam, token); only the best few become beams.
             let mut candidates: Vec<(f32, usize, usize)> = Vec::new();
             for (j, beam) in live.iter().enumerate() {
-                let lp = &ctx.tree[&beam.path].next_logp;
+                let node = &ctx.tree[&beam.path];
+                let lp = &node.next_logp;
                 if beam.remaining.is_empty() {
-                    let end = log_sum_exp(v.word_enders.iter().map(|&t| lp[t]));
-                    finished.push((beam.text.clone(), beam.logp + end));
+                    finished.push((beam.text.clone(), beam.logp + node.end_logp));
                 }
                 for &t in &v.continuations {
                     if consume(&beam.remaining, &v.folded[t]).is_some() {
@@ -438,11 +441,13 @@ impl Predictor {
         let vocab_size = self.lm.vocab_size();
         for (j, path) in missing.into_iter().enumerate() {
             let next_logp = log_softmax(&logits[j * vocab_size..(j + 1) * vocab_size]);
+            let end_logp = log_sum_exp(self.vocab.word_enders.iter().map(|&t| next_logp[t]));
             ctx.tree.insert(
                 path.clone(),
                 TreeNode {
                     slot: p + j,
                     next_logp,
+                    end_logp,
                 },
             );
         }

@@ -18,11 +18,12 @@ pub enum Piece {
 
 #[derive(Debug)]
 pub struct Vocab {
-    pub pieces: Vec<Piece>,
     /// Surface text of each word piece without its leading space (empty for `Other`).
     pub text: Vec<String>,
     /// `text` lower-cased, as chars, for prefix matching.
     pub folded: Vec<Vec<char>>,
+    /// Ids of the `WordStart` pieces.
+    pub word_starts: Vec<usize>,
     /// Ids of the `WordContinuation` pieces.
     pub continuations: Vec<usize>,
     /// Ids of the tokens that end a word when they follow it (all but continuations).
@@ -50,11 +51,13 @@ impl Vocab {
             text.push(t);
         }
         let folded = text.iter().map(|t| crate::text::fold(t)).collect();
+        let ids_of = |kind: Piece| (0..vocab_size).filter(|&t| pieces[t] == kind).collect();
+        let word_starts = ids_of(Piece::WordStart);
         let (continuations, word_enders) =
             (0..vocab_size).partition(|&t| pieces[t] == Piece::WordContinuation);
         Vocab {
-            pieces,
             text,
+            word_starts,
             folded,
             continuations,
             word_enders,
