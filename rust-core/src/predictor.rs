@@ -24,7 +24,7 @@ use crate::vocab::Vocab;
 /// Most suggestions one call returns.
 pub const MAX_SUGGESTIONS: usize = 16;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     /// Which `MatMulNBits` implementation runs the 4-bit layers.
     pub matmul: MatMulImpl,
