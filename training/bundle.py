@@ -1,7 +1,8 @@
 """Assemble a nextword model bundle: model.onnx + tokenizer.json + manifest.json.
 
 The manifest carries everything the core checks before it runs anything: the format version,
-the model's shape, the vocabulary size the tokenizer must match, and the SHA-256 of every file.
+the model's shape, the vocabulary size the tokenizer must match, and the SHA-256 of every file
+(but the manifest and its signature `manifest.sig`, which `nextword bundle sign` writes after).
 """
 import argparse
 import hashlib
@@ -34,7 +35,8 @@ def make_bundle(onnx_path: Path, tokenizer_path: Path, out: Path, model_id: str,
         raise SystemExit(f"tokenizer has {vocab} tokens but the model {cfg['vocab_size']}")
     d, ff, L, V = cfg["d_model"], cfg["d_ff"], cfg["n_layers"], cfg["vocab_size"]
     params = V * d + L * (4 * d * d + 3 * d * ff + 2 * d) + d
-    files = sorted(p.name for p in out.iterdir() if p.name != "manifest.json")
+    # The signature signs the manifest, so it cannot be listed in it.
+    files = sorted(p.name for p in out.iterdir() if p.name not in ("manifest.json", "manifest.sig"))
     manifest = {
         "format_version": FORMAT_VERSION,
         "model_id": model_id,
@@ -56,6 +58,10 @@ def make_bundle(onnx_path: Path, tokenizer_path: Path, out: Path, model_id: str,
         "files": {f: sha256(out / f) for f in files},
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    stale_signature = out / "manifest.sig"
+    if stale_signature.exists():
+        # It signed the previous manifest; sign again with `nextword bundle sign`.
+        stale_signature.unlink()
     return manifest
 
 

@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 /// The manifest format this build reads.
 pub const FORMAT_VERSION: u64 = 1;
 /// Largest file a bundle may list; a manifest claiming more is refused before reading.
-const MAX_FILE_BYTES: u64 = 256 << 20;
+pub(crate) const MAX_FILE_BYTES: u64 = 256 << 20;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Manifest {
@@ -29,8 +29,11 @@ pub struct Manifest {
     pub model: ModelInfo,
     /// File name of the tokenizer (HF `tokenizers` JSON).
     pub tokenizer: String,
-    /// SHA-256 (hex) of every file of the bundle but the manifest.
+    /// SHA-256 (hex) of every file of the bundle but the manifest and its signature.
     pub files: BTreeMap<String, String>,
+    /// Which files are encrypted, and with which key (absent: none is).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<crate::encryption::Encryption>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -52,36 +55,24 @@ pub struct Bundle {
     pub manifest: Manifest,
     pub model_bytes: Vec<u8>,
     pub tokenizer_bytes: Vec<u8>,
+    /// Who signed it, as far as the trust policy it was opened under established.
+    pub provenance: crate::trust::Provenance,
 }
 
 impl Bundle {
+    /// Opens a bundle directory or pack under the development trust policy (hashes checked,
+    /// signature not required) with no weights key; see [`crate::trust::open_bundle`].
     pub fn open(dir: impl AsRef<Path>) -> Result<Bundle> {
-        let dir = dir.as_ref().to_path_buf();
-        let manifest_path = dir.join("manifest.json");
-        let raw = read_file(&manifest_path, MAX_FILE_BYTES)?;
-        let manifest = parse_manifest(&raw)?;
-        let mut files = BTreeMap::new();
-        for (name, want) in &manifest.files {
-            let bytes = read_file(&dir.join(name), MAX_FILE_BYTES)?;
-            let got = hex(&Sha256::digest(&bytes));
-            if !got.eq_ignore_ascii_case(want) {
-                return Err(Error::HashMismatch { file: name.clone() });
-            }
-            files.insert(name.clone(), bytes);
-        }
-        let model_bytes = files
-            .remove(&manifest.model.file)
-            .expect("checked by parse_manifest");
-        let tokenizer_bytes = files
-            .remove(&manifest.tokenizer)
-            .expect("checked by parse_manifest");
-        Ok(Bundle {
-            dir,
-            manifest,
-            model_bytes,
-            tokenizer_bytes,
-        })
+        crate::trust::open_bundle(dir, &crate::trust::TrustPolicy::development(), None)
     }
+}
+
+/// A name a bundle file may have: no directory part, not the manifest or its signature.
+pub(crate) fn is_plain_file_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.contains(['/', '\\', '\0'])
+        && name != ".."
+        && name != "."
 }
 
 /// Parses and validates a manifest; every file it names must be hashed, with a plain name.
@@ -102,11 +93,9 @@ pub fn parse_manifest(raw: &[u8]) -> Result<Manifest> {
     let m: Manifest =
         serde_json::from_value(value).map_err(|e| Error::InvalidManifest(e.to_string()))?;
     for name in m.files.keys() {
-        let plain = !name.is_empty()
-            && name != "manifest.json"
-            && !name.contains(['/', '\\'])
-            && name != ".."
-            && name != ".";
+        let plain = is_plain_file_name(name)
+            && name != crate::trust::MANIFEST_FILE
+            && name != crate::trust::SIGNATURE_FILE;
         if !plain {
             return Err(Error::InvalidManifest(format!(
                 "file name {name:?} is not a plain file name"
@@ -119,6 +108,9 @@ pub fn parse_manifest(raw: &[u8]) -> Result<Manifest> {
                 "{needed} is not listed with a hash in files"
             )));
         }
+    }
+    if let Some(enc) = &m.encryption {
+        crate::encryption::validate(enc, |f| m.files.contains_key(f))?;
     }
     let shape_ok = m.vocab_size > 0
         && m.context_tokens > 0
@@ -135,7 +127,7 @@ pub fn parse_manifest(raw: &[u8]) -> Result<Manifest> {
     Ok(m)
 }
 
-fn read_file(path: &Path, limit: u64) -> Result<Vec<u8>> {
+pub(crate) fn read_file(path: &Path, limit: u64) -> Result<Vec<u8>> {
     let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => Error::MissingFile(path.to_path_buf()),
         _ => Error::Io {

@@ -31,6 +31,34 @@ pub enum Error {
     Inference(String),
     #[error("invalid input: {0}")]
     InvalidInput(String),
+    #[error("bundle is not signed (no manifest.sig) and this app accepts only bundles signed by a pinned key")]
+    Unsigned,
+    #[error("bundle signature file is malformed: {0}")]
+    MalformedSignature(String),
+    #[error("bundle is signed by key {key_id}, which this app does not pin")]
+    UntrustedSigner { key_id: String },
+    #[error("bundle signature does not verify: manifest.json was modified after signing or the signature is corrupt")]
+    BadSignature,
+    #[error("invalid key: {0}")]
+    InvalidKey(String),
+    #[error("bundle file {file} is encrypted and no weights key was given")]
+    WeightsKeyRequired { file: String },
+    #[error("bundle file {file} is encrypted with key {expected}, not with the given key {given}")]
+    WrongWeightsKey {
+        file: String,
+        expected: String,
+        given: String,
+    },
+    #[error("cannot decrypt bundle file {file}: the encrypted content was modified")]
+    DecryptionFailed { file: String },
+    #[error("invalid bundle pack: {0}")]
+    InvalidPack(String),
+    #[error("invalid delta update: {0}")]
+    InvalidDelta(String),
+    #[error("delta update was made for another bundle version (base manifest {expected}, installed {installed})")]
+    DeltaBaseMismatch { expected: String, installed: String },
+    #[error("bundle store at {path}: {reason}")]
+    Store { path: PathBuf, reason: String },
 }
 
 impl Error {

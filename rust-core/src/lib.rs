@@ -5,17 +5,23 @@
 //! cursor into ranked whole-word [`Suggestion`]s. See ARCHITECTURE.md for the keystroke path.
 
 pub mod bundle;
+pub mod encryption;
 pub mod error;
 pub mod kernels;
 mod lm;
 pub mod ops;
+pub mod pack;
 mod predictor;
 mod text;
+pub mod trust;
+pub mod update;
 mod vocab;
 
 pub use bundle::{Bundle, Manifest, ModelInfo};
+pub use encryption::WeightsKey;
 pub use error::{Error, Result};
 pub use ops::MatMulImpl;
 pub use predictor::{Config, Predictor, Suggestion, SuggestionKind, MAX_SUGGESTIONS};
 pub use text::is_word_char;
+pub use trust::{Provenance, PublicKey, SecretKey, TrustPolicy};
 pub use tract_onnx;

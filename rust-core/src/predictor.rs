@@ -32,6 +32,11 @@ pub struct Config {
     pub beam_width: usize,
     /// Longest word, in tokens, the search follows.
     pub max_word_tokens: usize,
+    /// Which bundle signers are accepted. The default accepts unsigned development bundles;
+    /// production apps pin their keys (see [`crate::trust::TrustPolicy`]).
+    pub trust: crate::trust::TrustPolicy,
+    /// Key of a bundle with encrypted files; dropped (and wiped) once the bundle is loaded.
+    pub weights_key: Option<crate::encryption::WeightsKey>,
 }
 
 impl Default for Config {
@@ -40,6 +45,8 @@ impl Default for Config {
             matmul: MatMulImpl::Nextword,
             beam_width: 6,
             max_word_tokens: 4,
+            trust: crate::trust::TrustPolicy::development(),
+            weights_key: None,
         }
     }
 }
@@ -117,7 +124,11 @@ impl std::fmt::Debug for Predictor {
 impl Predictor {
     pub fn open(bundle_dir: impl AsRef<Path>, config: Config) -> Result<Predictor> {
         let t = Instant::now();
-        let bundle = Bundle::open(bundle_dir)?;
+        let bundle = crate::trust::open_bundle(
+            bundle_dir,
+            &config.trust,
+            config.weights_key.as_ref(),
+        )?;
         log::debug!("bundle read and verified in {:?}", t.elapsed());
         Predictor::from_bundle(bundle, config)
     }
@@ -152,6 +163,7 @@ impl Predictor {
         let config = Config {
             beam_width: config.beam_width.max(1),
             max_word_tokens: config.max_word_tokens.max(1),
+            weights_key: None,
             ..config
         };
         log::info!(

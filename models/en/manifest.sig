@@ -1,0 +1,5 @@
+{
+  "algorithm": "ed25519",
+  "public_key": "a5a307bc4e85b728563fcf121cc69456d8cf4ca205cfd5d52bd06ee8ef6386e5",
+  "signature": "3e5d491cd0bb273108e1e0c795be500dfb7b0cd392717e16bc2c2daf989761d8630b513935443eb541cf19a179dbbcacd2caa9894658adc8b2d91284705bef0b"
+}
