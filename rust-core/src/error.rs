@@ -31,6 +31,8 @@ pub enum Error {
     Inference(String),
     #[error("invalid input: {0}")]
     InvalidInput(String),
+    #[error(transparent)]
+    UserStore(#[from] crate::personal::StoreError),
     #[error("bundle is not signed (no manifest.sig) and this app accepts only bundles signed by a pinned key")]
     Unsigned,
     #[error("bundle signature file is malformed: {0}")]

@@ -18,6 +18,7 @@ use crate::bundle::{Bundle, Manifest};
 use crate::error::{Error, Result};
 use crate::lm::{KvCache, LanguageModel, Step, MASKED};
 use crate::ops::MatMulImpl;
+use crate::personal::{self, Candidates, LearnedWord, Personal, PersonalConfig, Ranked};
 use crate::text::{analyse, capitalize, fold, MAX_PARTIAL_CHARS};
 use crate::vocab::Vocab;
 
@@ -32,6 +33,16 @@ pub struct Config {
     pub beam_width: usize,
     /// Longest word, in tokens, the search follows.
     pub max_word_tokens: usize,
+    /// Directory of the user's store (learned words, blocks; see [`crate::personal`]). `None`
+    /// keeps what is learned in memory for the predictor's lifetime.
+    pub user_dir: Option<std::path::PathBuf>,
+    /// Learn nothing and write nothing (password fields, `IME_FLAG_NO_PERSONALIZED_LEARNING`);
+    /// suggestions still use what was learned before. [`Predictor::set_incognito`] changes it.
+    pub incognito: bool,
+    /// Never suggest the words of the default offensive-word list (rust-core/data).
+    pub block_offensive: bool,
+    /// Offer corrections when the word being typed looks like a typo.
+    pub typo_correction: bool,
     /// Which bundle signers are accepted. The default accepts unsigned development bundles;
     /// production apps pin their keys (see [`crate::trust::TrustPolicy`]).
     pub trust: crate::trust::TrustPolicy,
@@ -45,6 +56,10 @@ impl Default for Config {
             matmul: MatMulImpl::Nextword,
             beam_width: 6,
             max_word_tokens: 4,
+            user_dir: None,
+            incognito: false,
+            block_offensive: true,
+            typo_correction: true,
             trust: crate::trust::TrustPolicy::development(),
             weights_key: None,
         }
@@ -58,6 +73,10 @@ pub enum SuggestionKind {
     NextWord,
     /// A word is being typed: words that start with what was typed.
     Completion,
+    /// What was typed looks like a typo: a word a few keys away from it.
+    Correction,
+    /// Exactly what was typed, offered next to corrections.
+    Verbatim,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -110,6 +129,7 @@ pub struct Predictor {
     bos: u32,
     config: Config,
     state: Mutex<Option<ContextState>>,
+    personal: Personal,
 }
 
 impl std::fmt::Debug for Predictor {
@@ -173,6 +193,15 @@ impl Predictor {
             config.matmul
         );
         Ok(Predictor {
+            personal: Personal::open(
+                &PersonalConfig {
+                    user_dir: config.user_dir.clone(),
+                    incognito: config.incognito,
+                    block_offensive: config.block_offensive,
+                    typo_correction: config.typo_correction,
+                },
+                &manifest.language,
+            )?,
             lm,
             tokenizer,
             vocab,
@@ -231,16 +260,28 @@ impl Predictor {
         } else {
             SuggestionKind::Completion
         };
-        let words = self.search_words(&mut state, &fold(a.partial), max);
+        let typed = fold(a.partial);
+        let words = self
+            .search_words(&mut state, &typed, max + self.personal.extra_candidates())
+            .and_then(|model| self.personal_candidates(&mut state, &typed, model));
         *guard = Some(state);
         drop(guard);
-        let words = words?;
+        let prev = personal::previous_word(a.context);
+        let words = self.personal.rerank(words?, &typed, prev, kind);
         let typed_capital = a.partial.chars().any(char::is_uppercase);
         let typed_len = a.partial.chars().count();
         let mut seen = HashMap::new();
         let mut out: Vec<Suggestion> = Vec::new();
-        for (word, logp) in words {
-            let text = if typed_capital && fold(&word).len() == word.chars().count() {
+        for Ranked {
+            word,
+            probability,
+            kind,
+        } in words
+        {
+            let score = probability as f32;
+            let text = if typed_capital && kind == SuggestionKind::Correction {
+                capitalize(&word)
+            } else if typed_capital && fold(&word).len() == word.chars().count() {
                 a.partial
                     .chars()
                     .chain(word.chars().skip(typed_len))
@@ -253,13 +294,13 @@ impl Predictor {
             match seen.get(&text) {
                 Some(&i) => {
                     let s: &mut Suggestion = &mut out[i];
-                    s.score += logp.exp();
+                    s.score += score;
                 }
                 None => {
                     seen.insert(text.clone(), out.len());
                     out.push(Suggestion {
                         text,
-                        score: logp.exp(),
+                        score,
                         kind,
                     });
                 }
@@ -267,6 +308,19 @@ impl Predictor {
         }
         out.sort_by(|x, y| y.score.total_cmp(&x.score));
         out.truncate(max);
+        // Next to corrections, what was typed stays one tap away.
+        if max >= 2
+            && out.iter().any(|s| s.kind == SuggestionKind::Correction)
+            && !out.iter().any(|s| s.text == a.partial)
+            && self.personal.may_show(a.partial)
+        {
+            out.truncate(max - 1);
+            out.push(Suggestion {
+                text: a.partial.to_string(),
+                score: 0.0,
+                kind: SuggestionKind::Verbatim,
+            });
+        }
         Ok(out)
     }
 
@@ -464,6 +518,131 @@ impl Predictor {
             );
         }
         Ok(())
+    }
+}
+
+/// Most tokens of a word [`Predictor::score_words`] scores.
+const MAX_SCORED_TOKENS: usize = 6;
+
+/// The user's model and the corrections (see [`crate::personal`]).
+impl Predictor {
+    /// Learns text the user committed (words and word pairs); false when incognito, where
+    /// nothing is learned or written. Acknowledged writes survive a crash.
+    pub fn learn(&self, committed_text: &str) -> Result<bool> {
+        self.personal.learn(committed_text)
+    }
+
+    /// Adds a word to the user's dictionary (kept until removed; allowed even if on the default
+    /// offensive-word list); false when incognito.
+    pub fn add_word(&self, word: &str) -> Result<bool> {
+        self.personal.add_word(word)
+    }
+
+    /// Forgets a learned or added word; whether it was known (and not incognito).
+    pub fn remove_word(&self, word: &str) -> Result<bool> {
+        self.personal.remove_word(word)
+    }
+
+    /// The user's words, strongest first.
+    pub fn list_learned_words(&self) -> Vec<LearnedWord> {
+        self.personal.learned_words()
+    }
+
+    /// Forgets every learned and added word (blocks stay); false when incognito.
+    pub fn clear_learned(&self) -> Result<bool> {
+        self.personal.clear_learned()
+    }
+
+    /// Never suggests `word` again, in any casing; false when incognito.
+    pub fn block_word(&self, word: &str) -> Result<bool> {
+        self.personal.block_word(word)
+    }
+
+    /// Undoes [`Predictor::block_word`]; whether it was blocked (and not incognito).
+    pub fn unblock_word(&self, word: &str) -> Result<bool> {
+        self.personal.unblock_word(word)
+    }
+
+    /// The words the user blocked (folded).
+    pub fn blocked_words(&self) -> Vec<String> {
+        self.personal.blocked_words()
+    }
+
+    pub fn set_incognito(&self, on: bool) {
+        self.personal.set_incognito(on)
+    }
+
+    pub fn incognito(&self) -> bool {
+        self.personal.incognito()
+    }
+
+    /// Why the user's store could not be (fully) read when the predictor opened, if it could
+    /// not: the bad file was renamed aside and learning went on from what was readable.
+    pub fn user_store_problem(&self) -> Option<&crate::personal::StoreError> {
+        self.personal.open_problem()
+    }
+
+    /// The search's words plus, when `typed` looks like a typo, corrections scored by the model.
+    fn personal_candidates(
+        &self,
+        ctx: &mut ContextState,
+        typed: &[char],
+        model: Vec<(String, f32)>,
+    ) -> Result<Candidates> {
+        let typos = self.personal.correction_candidates(typed);
+        let mut corrections = Vec::new();
+        if !typos.is_empty() {
+            let words: Vec<&str> = typos.iter().map(|(w, _)| w.as_str()).collect();
+            let scores = self.score_words(ctx, &words)?;
+            for ((word, cost), logp) in typos.into_iter().zip(scores) {
+                if let Some(logp) = logp {
+                    corrections.push((word, logp, cost));
+                }
+            }
+        }
+        Ok(Candidates { model, corrections })
+    }
+
+    /// Log-probability of each whole word after the context (its tokens, then a word end), for
+    /// words the search was not asked about; `None` for a word that is not a word-start piece
+    /// followed by continuation pieces, or has more than `MAX_SCORED_TOKENS`. One model call
+    /// per token depth for all the words together, through the search's tree.
+    fn score_words(&self, ctx: &mut ContextState, words: &[&str]) -> Result<Vec<Option<f32>>> {
+        let v = &self.vocab;
+        let paths: Vec<Option<Vec<u32>>> = words
+            .iter()
+            .map(|w| {
+                let ids = self.tokenize(&format!(" {w}")).ok()?;
+                let (first, rest) = ids.split_first()?;
+                let pieces = ids.len() <= MAX_SCORED_TOKENS
+                    && v.word_starts.binary_search(&(*first as usize)).is_ok()
+                    && rest
+                        .iter()
+                        .all(|&t| v.continuations.binary_search(&(t as usize)).is_ok());
+                pieces.then_some(ids)
+            })
+            .collect();
+        let longest = paths.iter().flatten().map(Vec::len).max().unwrap_or(0);
+        for depth in 1..=longest {
+            let prefixes: std::collections::BTreeSet<Vec<u32>> = paths
+                .iter()
+                .flatten()
+                .filter(|p| p.len() >= depth)
+                .map(|p| p[..depth].to_vec())
+                .collect();
+            self.decode_paths(ctx, prefixes.iter())?;
+        }
+        Ok(paths
+            .iter()
+            .map(|p| {
+                let p = p.as_ref()?;
+                let mut logp = ctx.next_logp[p[0] as usize];
+                for k in 1..p.len() {
+                    logp += ctx.tree[&p[..k]].next_logp[p[k] as usize];
+                }
+                Some(logp + ctx.tree[&p[..]].end_logp)
+            })
+            .collect())
     }
 }
 
