@@ -22,6 +22,9 @@ cargo test --workspace
 step "pytest (training pipeline)"
 (cd training && python3 -m pytest -q tests)
 
+step "benches: criterion benches once (test mode), emulator harness vs fake adb"
+bash benches/ci.sh
+
 if [ "${NEXTWORD_SKIP_AARCH64:-0}" != 1 ]; then
   step "aarch64 under qemu: core tests with NEON and dotprod kernels"
   bash scripts/aarch64-test.sh

@@ -67,7 +67,7 @@ pub fn run(bundle: &Path, replay: Option<&Path>, iterations: usize, as_json: boo
     if as_json {
         println!(
             "{}",
-            json!({"load_ms": load_ms, "first_suggestion_ms": first_ms,
+            json!({"load_ms": load_ms, "first_suggestion_ms": first_ms, "cold_start_ms": load_ms + first_ms,
                    "forward20_ms": {"nextword": fo, "tract_builtin": fb},
                    "keystroke_p50_ms": p(50.0), "keystroke_p95_ms": p(95.0), "keystroke_p99_ms": p(99.0),
                    "keystroke_max_ms": keystrokes.last().copied().unwrap_or(0.0), "keystrokes": keystrokes.len(),
@@ -99,11 +99,11 @@ pub fn run(bundle: &Path, replay: Option<&Path>, iterations: usize, as_json: boo
     Ok(())
 }
 
-fn ms(t: Instant) -> f64 {
+pub(crate) fn ms(t: Instant) -> f64 {
     t.elapsed().as_secs_f64() * 1e3
 }
 
-fn median(v: &mut [f64]) -> f64 {
+pub(crate) fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
 }
@@ -117,7 +117,7 @@ fn pct(sorted: &[f64], q: f64) -> f64 {
 }
 
 /// Peak resident set size of this process (Linux and Android: VmHWM).
-fn peak_rss_mb() -> Option<f64> {
+pub(crate) fn peak_rss_mb() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;

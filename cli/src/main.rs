@@ -1,6 +1,7 @@
 //! `nextword`: the command line of the nextword SDK.
 
 mod bench;
+mod bench_model;
 mod demo;
 mod eval;
 
@@ -88,6 +89,18 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// The model alone on token ids from a JSON file (for benches/peers.sh): 20-token forward
+    /// and decode-step times, top-5 next tokens on held-out windows, peak RSS; prints JSON.
+    BenchModel {
+        /// `{"context": [ids], "next": id, "windows": [[ids], ...]}`.
+        #[arg(long)]
+        inputs: PathBuf,
+        /// Timed repetitions of the forward and of the decode step.
+        #[arg(long, default_value_t = 30)]
+        iterations: usize,
+        #[command(flatten)]
+        common: Common,
+    },
 }
 
 fn main() {
@@ -138,6 +151,11 @@ fn run(cli: Cli) -> Result<()> {
             iterations,
             common.json,
         ),
+        Command::BenchModel {
+            inputs,
+            iterations,
+            common,
+        } => bench_model::run(&bundle_dir(&common)?, common.matmul, &inputs, iterations),
     }
 }
 
