@@ -19,6 +19,9 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "cargo test (x86_64)"
 cargo test --workspace
 
+step "trust: no networking code in core and bindings (scripts/trust-ci.sh)"
+bash scripts/trust-ci.sh
+
 step "pytest (training pipeline)"
 (cd training && python3 -m pytest -q tests)
 
@@ -29,4 +32,7 @@ if [ "${NEXTWORD_SKIP_AARCH64:-0}" != 1 ]; then
   step "aarch64 under qemu: core tests with NEON and dotprod kernels"
   bash scripts/aarch64-test.sh
 fi
+
+step "Android on the JVM: bindings drift, JUnit (JNA), Robolectric sample keyboard, aarch64-linux-android check"
+bash scripts/android-test.sh
 echo; echo "all tests passed"
