@@ -202,7 +202,9 @@ impl Predictor {
     }
 
     /// Releases the model. Every later call returns `NextwordError::Closed`; closing twice is
-    /// harmless.
+    /// harmless. Exported as `release()`: Kotlin's generated objects already have a `close()`
+    /// (AutoCloseable), which frees the handle itself, after which calls throw untyped errors.
+    #[uniffi::method(name = "release")]
     pub fn close(&self) {
         self.open
             .write()

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Android side of nextword, on the JVM: builds the host libnextword_ffi.so, checks that the
+# committed Kotlin bindings are what this uniffi generates, runs the JUnit tests of the
+# library (android/) and the Robolectric tests of the sample keyboard (sample-keyboard/android/)
+# with Maven, and checks that nextword-ffi compiles for aarch64-linux-android.
+# Installs what it needs: the Rust target, and Maven's artifacts from Maven Central.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n---- %s\n' "$*"; }
+MVN=(mvn -B --no-transfer-progress)
+
+step "host build of nextword-ffi and uniffi-bindgen"
+cargo build -p nextword-ffi -p uniffi-bindgen
+
+step "generated Kotlin bindings match the committed ones"
+generated=$(mktemp -d)
+trap 'rm -rf "$generated"' EXIT
+cargo run -q -p uniffi-bindgen -- generate --no-format --library target/debug/libnextword_ffi.so \
+  --language kotlin --out-dir "$generated"
+committed=android/src/main/kotlin/io/nextword/ffi/nextword.kt
+if ! diff -u "$committed" "$generated/io/nextword/ffi/nextword.kt" > "$generated/drift.diff"; then
+  head -40 "$generated/drift.diff"
+  echo "Kotlin bindings are stale: run scripts/android-generate.sh and commit $committed" >&2
+  exit 1
+fi
+
+step "android/: JUnit tests of the bindings and the Kotlin layer (JNA, host library)"
+"${MVN[@]}" -f android/pom.xml install
+
+step "sample-keyboard/android/: Robolectric tests of the keyboard"
+"${MVN[@]}" -f sample-keyboard/android/pom.xml test
+
+step "cross-compile check: nextword-ffi for aarch64-linux-android"
+rustup target add aarch64-linux-android >/dev/null
+cargo check -p nextword-ffi --target aarch64-linux-android
