@@ -32,4 +32,7 @@ if [ "${NEXTWORD_SKIP_AARCH64:-0}" != 1 ]; then
   step "aarch64 under qemu: core tests with NEON and dotprod kernels"
   bash scripts/aarch64-test.sh
 fi
+
+step "Android on the JVM: bindings drift, JUnit (JNA), Robolectric sample keyboard, aarch64-linux-android check"
+bash scripts/android-test.sh
 echo; echo "all tests passed"
