@@ -298,11 +298,7 @@ impl Predictor {
                 }
                 None => {
                     seen.insert(text.clone(), out.len());
-                    out.push(Suggestion {
-                        text,
-                        score,
-                        kind,
-                    });
+                    out.push(Suggestion { text, score, kind });
                 }
             }
         }
