@@ -1,6 +1,7 @@
 //! `nextword`: the command line of the nextword SDK.
 
 mod bench;
+mod bundle;
 mod bench_model;
 mod demo;
 mod eval;
@@ -35,10 +36,20 @@ struct Common {
     /// MatMulNBits implementation: nextword (default) or tract (tract's built-in).
     #[arg(long, global = true, default_value = "nextword")]
     matmul: MatMulImpl,
+    #[command(flatten)]
+    trust: bundle::TrustArgs,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// Vendor tools for bundles: keygen, sign, verify, encrypt, pack, diff, install, apply.
+    Bundle {
+        #[command(subcommand)]
+        action: bundle::BundleCommand,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
     /// Next-word suggestions after TEXT (a space is implied at its end).
     Predict {
         text: String,
@@ -124,6 +135,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Complete { text, max, common } => {
             print_suggestions(&open(&common)?, &text, max, common.json)
         }
+        Command::Bundle { action, json } => bundle::run(action, json),
         Command::Demo { common } => demo::run(&open(&common)?),
         Command::Info { common } => info(&common),
         Command::Eval {
@@ -186,6 +198,8 @@ fn open(common: &Common) -> Result<Predictor> {
         &dir,
         Config {
             matmul: common.matmul,
+            trust: common.trust.policy()?,
+            weights_key: common.trust.weights_key()?,
             ..Config::default()
         },
     )
@@ -221,6 +235,8 @@ fn info(common: &Common) -> Result<()> {
         &dir,
         Config {
             matmul: common.matmul,
+            trust: common.trust.policy()?,
+            weights_key: common.trust.weights_key()?,
             ..Config::default()
         },
     )

@@ -1,7 +1,7 @@
 //! The language model as tract runs it: one optimized plan of the bundle's ONNX graph, called
 //! with new tokens and a KV cache (see `training/export.py` for the graph's interface).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::internal::DimLike;
@@ -33,6 +33,17 @@ impl KvCache {
             tensor: Arc::new(self.tensor.slice(3, 0, len)?),
         })
     }
+
+    /// The cache of the first `len` tokens followed by the tokens at `slots`, in that order.
+    pub fn gathered(&self, len: usize, slots: &[usize]) -> TractResult<KvCache> {
+        let mut parts = vec![self.tensor.slice(3, 0, len)?];
+        for &slot in slots {
+            parts.push(self.tensor.slice(3, slot, slot + 1)?);
+        }
+        Ok(KvCache {
+            tensor: Arc::new(Tensor::stack_tensors(3, &parts)?),
+        })
+    }
 }
 
 /// One call of the model: `ids` follow the `past` tokens; `positions[i]` is the position of
@@ -47,6 +58,9 @@ pub(crate) struct Step<'a> {
 
 pub(crate) struct LanguageModel {
     plan: Arc<TypedRunnableModel>,
+    /// Run states kept between calls (one per concurrent caller): a fresh state per call
+    /// costs allocations and constant copies on every keystroke.
+    idle_states: Mutex<Vec<TypedSimpleState>>,
     info: ModelInfo,
     vocab_size: usize,
     matmul: MatMulImpl,
@@ -108,6 +122,7 @@ impl LanguageModel {
         let plan = typed.into_runnable().map_err(Error::model)?;
         Ok(LanguageModel {
             plan,
+            idle_states: Mutex::new(Vec::new()),
             info: info.clone(),
             vocab_size,
             matmul,
@@ -164,7 +179,22 @@ impl LanguageModel {
             TValue::from_const(past.tensor.clone()),
             tensor1(&at).into_tvalue(),
         ];
-        let mut out = self.plan.run(inputs).map_err(Error::inference)?;
+        let t0 = std::time::Instant::now();
+        let idle = self
+            .idle_states
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .pop();
+        let mut state = match idle {
+            Some(state) => state,
+            None => TypedSimpleState::new(&self.plan).map_err(Error::inference)?,
+        };
+        let mut out = state.run(inputs).map_err(Error::inference)?;
+        self.idle_states
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(state);
+        log::trace!("model call: {s} tokens after {} in {:?}", past.len(), t0.elapsed());
         let present = out.pop().expect("two outputs").into_arc_tensor();
         let logits = out.pop().expect("two outputs");
         let logits = logits

@@ -348,6 +348,24 @@ impl Predictor {
                 return Ok(prev);
             }
             if ids.len() > prev.ids.len() && ids.starts_with(&prev.ids) {
+                // The word just committed is usually a path the word search already decoded
+                // (it was suggested or completed): its keys and values are in the cache.
+                let added = &ids[prev.ids.len()..];
+                if let Some(node) = prev.tree.get(added) {
+                    let slots: Vec<usize> = (1..=added.len())
+                        .map(|k| prev.tree[&added[..k]].slot)
+                        .collect();
+                    let cache = prev
+                        .cache
+                        .gathered(prev.ids.len(), &slots)
+                        .map_err(Error::inference)?;
+                    return Ok(ContextState {
+                        ids,
+                        cache,
+                        next_logp: node.next_logp.clone(),
+                        tree: HashMap::new(),
+                    });
+                }
                 let past = prev
                     .cache
                     .truncated(prev.ids.len())
@@ -398,57 +416,64 @@ impl Predictor {
         }
         let v = &self.vocab;
         let mut live: Vec<Beam> = v
-            .word_starts
+            .word_starts_for(typed)
             .iter()
             .filter_map(|&t| {
-                let remaining = consume(typed, &v.folded[t])?;
                 Some(Beam {
                     text: v.text[t].clone(),
-                    remaining,
+                    covered: covers(typed, &v.folded[t])?,
                     logp: ctx.next_logp[t],
                     path: vec![t as u32],
                 })
             })
             .collect();
-        keep_best(&mut live, self.config.beam_width, f32::NEG_INFINITY);
+        keep_best(&mut live, self.config.beam_width);
         let mut finished: Vec<(String, f32)> = Vec::new();
         for _depth in 0..self.config.max_word_tokens {
             if live.is_empty() {
                 break;
             }
             self.decode_paths(ctx, live.iter().map(|b| &b.path))?;
-            // Candidates as (log-prob, beam, token); only the best few become beams.
-            let mut candidates: Vec<(f32, usize, usize)> = Vec::new();
-            for (j, beam) in live.iter().enumerate() {
-                let node = &ctx.tree[&beam.path];
-                let lp = &node.next_logp;
-                if beam.remaining.is_empty() {
-                    finished.push((beam.text.clone(), beam.logp + node.end_logp));
-                }
-                for &t in &v.continuations {
-                    if consume(&beam.remaining, &v.folded[t]).is_some() {
-                        candidates.push((beam.logp + lp[t], j, t));
-                    }
-                }
-            }
             // A beam only loses probability as it grows: one already below the max-th finished
             // word can never enter the result.
+            for beam in &live {
+                if beam.covered == typed.len() {
+                    finished.push((beam.text.clone(), beam.logp + ctx.tree[&beam.path].end_logp));
+                }
+            }
             finished.sort_by(|a, b| b.1.total_cmp(&a.1));
             let floor = finished
                 .get(max.saturating_sub(1))
                 .map_or(f32::NEG_INFINITY, |w| w.1);
-            candidates.retain(|c| c.0 > floor);
-            candidates.sort_by(|a, b| b.0.total_cmp(&a.0));
-            candidates.truncate(self.config.beam_width);
+            // Candidates as (log-prob, beam, token, typed chars covered); only the best few
+            // become beams.
+            let mut candidates: Vec<(f32, usize, usize, usize)> = Vec::new();
+            for (j, beam) in live.iter().enumerate() {
+                let lp = &ctx.tree[&beam.path].next_logp;
+                let rest = &typed[beam.covered..];
+                for &t in v.continuations_for(rest) {
+                    let logp = beam.logp + lp[t];
+                    if logp > floor {
+                        if let Some(n) = covers(rest, &v.folded[t]) {
+                            candidates.push((logp, j, t, beam.covered + n));
+                        }
+                    }
+                }
+            }
+            let width = self.config.beam_width;
+            if candidates.len() > width {
+                candidates.select_nth_unstable_by(width, |a, b| b.0.total_cmp(&a.0));
+                candidates.truncate(width);
+            }
             live = candidates
                 .into_iter()
-                .map(|(logp, j, t)| {
+                .map(|(logp, j, t, covered)| {
                     let parent = &live[j];
                     let mut path = parent.path.clone();
                     path.push(t as u32);
                     Beam {
                         text: format!("{}{}", parent.text, v.text[t]),
-                        remaining: consume(&parent.remaining, &v.folded[t]).unwrap_or_default(),
+                        covered,
                         logp,
                         path,
                     }
@@ -644,21 +669,20 @@ impl Predictor {
 
 struct Beam {
     text: String,
-    /// Typed characters (folded) the beam's tokens have not covered yet.
-    remaining: Vec<char>,
+    /// How many typed characters (folded) the beam's tokens cover.
+    covered: usize,
     logp: f32,
     /// The beam's tokens.
     path: Vec<u32>,
 }
 
-/// What remains of `typed` after a token whose folded text is `piece`, if they agree.
-fn consume(typed: &[char], piece: &[char]) -> Option<Vec<char>> {
+/// How many chars of `typed` a token whose folded text is `piece` covers, if they agree.
+fn covers(typed: &[char], piece: &[char]) -> Option<usize> {
     let n = typed.len().min(piece.len());
-    (typed[..n] == piece[..n]).then(|| typed[n..].to_vec())
+    (typed[..n] == piece[..n]).then_some(n)
 }
 
-fn keep_best(beams: &mut Vec<Beam>, width: usize, floor: f32) {
-    beams.retain(|b| b.logp > floor);
+fn keep_best(beams: &mut Vec<Beam>, width: usize) {
     beams.sort_by(|a, b| b.logp.total_cmp(&a.logp));
     beams.truncate(width);
 }
@@ -681,15 +705,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn consume_prefixes() {
+    fn covers_prefixes() {
         let typed: Vec<char> = "tom".chars().collect();
-        assert_eq!(consume(&typed, &['t', 'o']), Some(vec!['m']));
-        assert_eq!(
-            consume(&typed, &"tomorrow".chars().collect::<Vec<_>>()),
-            Some(vec![])
-        );
-        assert_eq!(consume(&typed, &['t', 'a']), None);
-        assert_eq!(consume(&[], &['x']), Some(vec![]));
+        assert_eq!(covers(&typed, &['t', 'o']), Some(2));
+        assert_eq!(covers(&typed, &"tomorrow".chars().collect::<Vec<_>>()), Some(3));
+        assert_eq!(covers(&typed, &['t', 'a']), None);
+        assert_eq!(covers(&[], &['x']), Some(0));
     }
 
     #[test]

@@ -17,7 +17,8 @@
 //!
 //! A delta is a tar (the [`crate::pack`] format) of `nextword-delta.json`, which says how each
 //! file of the new bundle is made from the old one, and one entry per file that is not
-//! unchanged: either the whole file or a `bidiff` patch against the old file of that name.
+//! unchanged: either the whole file or a `bidiff` patch against the old file of that name,
+//! deflate-compressed (a bidiff patch is mostly zero bytes where the files agree).
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -57,7 +58,7 @@ pub enum FileChange {
     /// The old bundle's file of the same name, byte for byte.
     Unchanged,
     /// The old bundle's file of the same name (whose SHA-256 this is) patched by the delta's
-    /// entry of that name (`bidiff` format).
+    /// entry of that name (a deflate-compressed `bidiff` patch).
     Patch { base_sha256: String },
     /// The delta's entry of that name is the whole file.
     Full,
@@ -104,6 +105,7 @@ pub fn make_delta(
             Some(old_bytes) if old_bytes == bytes => FileChange::Unchanged,
             Some(old_bytes) => {
                 let patch = diff(old_bytes, bytes)
+                    .and_then(|patch| compress(&patch))
                     .map_err(|e| Error::InvalidDelta(format!("diff of {name}: {e}")))?;
                 if patch.len() < bytes.len() {
                     entries.push((name.clone(), patch));
@@ -193,7 +195,16 @@ pub fn apply_delta(
     Ok(files)
 }
 
+fn compress(bytes: &[u8]) -> io::Result<Vec<u8>> {
+    let mut encoder =
+        flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
+    encoder.write_all(bytes)?;
+    encoder.finish()
+}
+
+/// `old` patched by a compressed bidiff `patch`, refusing results over the bundle file limit.
 fn patch(old: &[u8], patch: &[u8]) -> io::Result<Vec<u8>> {
+    let patch = flate2::read::DeflateDecoder::new(patch);
     let reader = bipatch::Reader::new(patch, io::Cursor::new(old))
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{e:?}")))?;
     let mut out = Vec::new();

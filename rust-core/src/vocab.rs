@@ -1,6 +1,8 @@
 //! What each token of the vocabulary is, as far as words go: the core only ever offers whole
 //! words, so it must know which tokens start a word, which continue one, and which end it.
 
+use std::collections::HashMap;
+
 use tokenizers::Tokenizer;
 
 use crate::text::is_word_char;
@@ -28,6 +30,10 @@ pub struct Vocab {
     pub continuations: Vec<usize>,
     /// Ids of the tokens that end a word when they follow it (all but continuations).
     pub word_enders: Vec<usize>,
+    /// `word_starts` and `continuations` by the first char of their folded text: a typed prefix
+    /// only ever needs the tokens that start with its next char.
+    word_starts_by_first: HashMap<char, Vec<usize>>,
+    continuations_by_first: HashMap<char, Vec<usize>>,
 }
 
 impl Vocab {
@@ -50,17 +56,51 @@ impl Vocab {
             pieces.push(piece);
             text.push(t);
         }
-        let folded = text.iter().map(|t| crate::text::fold(t)).collect();
-        let ids_of = |kind: Piece| (0..vocab_size).filter(|&t| pieces[t] == kind).collect();
+        let folded: Vec<Vec<char>> = text.iter().map(|t| crate::text::fold(t)).collect();
+        let ids_of = |kind: Piece| -> Vec<usize> {
+            (0..vocab_size).filter(|&t| pieces[t] == kind).collect()
+        };
         let word_starts = ids_of(Piece::WordStart);
-        let (continuations, word_enders) =
+        let (continuations, word_enders): (Vec<usize>, Vec<usize>) =
             (0..vocab_size).partition(|&t| pieces[t] == Piece::WordContinuation);
+        let by_first = |ids: &[usize]| {
+            let mut map: HashMap<char, Vec<usize>> = HashMap::new();
+            for &t in ids {
+                if let Some(&c) = folded[t].first() {
+                    map.entry(c).or_default().push(t);
+                }
+            }
+            map
+        };
         Vocab {
+            word_starts_by_first: by_first(&word_starts),
+            continuations_by_first: by_first(&continuations),
             text,
             word_starts,
             folded,
             continuations,
             word_enders,
+        }
+    }
+
+    /// Word-start tokens that may begin a word whose folded text starts with `typed`.
+    pub fn word_starts_for(&self, typed: &[char]) -> &[usize] {
+        Self::narrowed(&self.word_starts, &self.word_starts_by_first, typed)
+    }
+
+    /// Continuation tokens that may follow when `typed` (folded) is still to be covered.
+    pub fn continuations_for(&self, typed: &[char]) -> &[usize] {
+        Self::narrowed(&self.continuations, &self.continuations_by_first, typed)
+    }
+
+    fn narrowed<'a>(
+        all: &'a [usize],
+        by_first: &'a HashMap<char, Vec<usize>>,
+        typed: &[char],
+    ) -> &'a [usize] {
+        match typed.first() {
+            None => all,
+            Some(c) => by_first.get(c).map_or(&[], Vec::as_slice),
         }
     }
 }

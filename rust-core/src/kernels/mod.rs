@@ -56,9 +56,10 @@ const NR: usize = 4;
 /// * activation rows in groups of `MR` go through `tile::<MR, 1>` once per weight row:
 ///   the weight block is unpacked once for `MR` rows, and there are `MR` independent
 ///   accumulator chains;
-/// * the remaining activation rows (all of them for m = 1, the keystroke path) go through
-///   `tile::<1, NR>`: `NR` independent accumulator chains hide the FMA latency, each
-///   activation load serves `NR` weight rows, and the `NR` horizontal sums are combined.
+/// * two or three remaining activation rows go through `tile::<2 or 3, 1>` the same way;
+/// * a single remaining row (m = 1, or m = 4k + 1) goes through `tile::<1, NR>`: `NR`
+///   independent accumulator chains hide the FMA latency, each activation load serves `NR`
+///   weight rows, and the `NR` horizontal sums are combined.
 macro_rules! drive_rows {
     ($w:expr, $aq:expr, $m:expr, $tile:ident, |$r:ident, $j:ident, $dot:ident| $store:expr) => {{
         let (w, aq, m): (&Q4Matrix, &[i8], usize) = ($w, $aq, $m);
@@ -79,18 +80,32 @@ macro_rules! drive_rows {
                 }
                 r0 += MR;
             }
-            for r in r0..m {
-                if nr == NR {
-                    let dots = $tile::<1, NR>(w, core::array::from_fn(|i| n0 + i), [row(r)]);
+            // Two or three leftover rows share each unpacked weight block too (the tree
+            // search's 5-7 row calls); a single one gets the `1 x NR` tile.
+            macro_rules! leftover_rows {
+                ($R:literal) => {{
+                    let rows: [*const i8; $R] = core::array::from_fn(|t| row(r0 + t));
+                    for j in n0..n0 + nr {
+                        let dots = $tile::<$R, 1>(w, [j], rows);
+                        for t in 0..$R {
+                            let ($r, $j, $dot) = (r0 + t, j, dots[0][t]);
+                            $store;
+                        }
+                    }
+                }};
+            }
+            match m - r0 {
+                0 => {}
+                1 if nr == NR => {
+                    let dots = $tile::<1, NR>(w, core::array::from_fn(|i| n0 + i), [row(r0)]);
                     for i in 0..NR {
-                        let ($r, $j, $dot) = (r, n0 + i, dots[i][0]);
+                        let ($r, $j, $dot) = (r0, n0 + i, dots[i][0]);
                         $store;
                     }
-                } else {
-                    let dots = $tile::<1, 1>(w, [n0], [row(r)]);
-                    let ($r, $j, $dot) = (r, n0, dots[0][0]);
-                    $store;
                 }
+                1 => leftover_rows!(1),
+                2 => leftover_rows!(2),
+                _ => leftover_rows!(3),
             }
             n0 += nr;
         }
