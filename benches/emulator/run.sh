@@ -42,7 +42,7 @@ done
 
 die() { echo "run.sh: $*" >&2; exit 2; }
 command -v "$ADB" >/dev/null || die "adb not found (set ADB or put it on PATH)"
-adb() { if [ -n "$serial" ]; then "$ADB" -s "$serial" "$@"; else "$ADB" "$@"; fi; }
+adb() { if [ -n "$serial" ]; then command "$ADB" -s "$serial" "$@"; else command "$ADB" "$@"; fi; }
 state=$(adb get-state 2>/dev/null | tr -d '\r') || true
 [ "$state" = device ] || die "no device ready (adb get-state: '${state:-nothing}')"
 
