@@ -14,10 +14,15 @@ fn base() -> &'static BTreeMap<String, Vec<u8>> {
     static BASE: OnceLock<BTreeMap<String, Vec<u8>>> = OnceLock::new();
     BASE.get_or_init(|| {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/fixture");
-        ["manifest.json", "manifest.sig", "model.onnx", "tokenizer.json"]
-            .iter()
-            .filter_map(|n| Some((n.to_string(), std::fs::read(dir.join(n)).ok()?)))
-            .collect()
+        [
+            "manifest.json",
+            "manifest.sig",
+            "model.onnx",
+            "tokenizer.json",
+        ]
+        .iter()
+        .filter_map(|n| Some((n.to_string(), std::fs::read(dir.join(n)).ok()?)))
+        .collect()
     })
 }
 

@@ -67,12 +67,9 @@ impl Bundle {
     }
 }
 
-/// A name a bundle file may have: no directory part, not the manifest or its signature.
+/// A name a bundle file may have: no directory part, no NUL, not `.` or `..`.
 pub(crate) fn is_plain_file_name(name: &str) -> bool {
-    !name.is_empty()
-        && !name.contains(['/', '\\', '\0'])
-        && name != ".."
-        && name != "."
+    !name.is_empty() && !name.contains(['/', '\\', '\0']) && name != ".." && name != "."
 }
 
 /// Parses and validates a manifest; every file it names must be hashed, with a plain name.

@@ -201,7 +201,10 @@ impl TrustPolicy {
         // verify_strict also refuses the malleable and weak-key forms plain Ed25519 allows.
         signer
             .0
-            .verify_strict(&signed_message(manifest), &Signature::from_bytes(&sig_bytes))
+            .verify_strict(
+                &signed_message(manifest),
+                &Signature::from_bytes(&sig_bytes),
+            )
             .map_err(|_| Error::BadSignature)?;
         Ok(Provenance::Signed {
             key_id: signer.key_id(),
@@ -230,7 +233,9 @@ impl fmt::Display for Provenance {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Provenance::Signed { key_id } => write!(f, "signed by pinned key {key_id}"),
-            Provenance::Unverified => write!(f, "signature present but not checked (no key pinned)"),
+            Provenance::Unverified => {
+                write!(f, "signature present but not checked (no key pinned)")
+            }
             Provenance::Unsigned => write!(f, "unsigned (development bundle)"),
         }
     }

@@ -158,12 +158,16 @@ pub fn apply_delta(
         });
     }
     if !header.files.contains_key(MANIFEST_FILE) {
-        return Err(Error::InvalidDelta(format!("no {MANIFEST_FILE} in the new bundle")));
+        return Err(Error::InvalidDelta(format!(
+            "no {MANIFEST_FILE} in the new bundle"
+        )));
     }
     let mut files = BTreeMap::new();
     for (name, change) in &header.files {
         if !is_plain_file_name(name) {
-            return Err(Error::InvalidDelta(format!("{name:?} is not a plain file name")));
+            return Err(Error::InvalidDelta(format!(
+                "{name:?} is not a plain file name"
+            )));
         }
         let mut entry = || {
             entries
@@ -196,8 +200,7 @@ pub fn apply_delta(
 }
 
 fn compress(bytes: &[u8]) -> io::Result<Vec<u8>> {
-    let mut encoder =
-        flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
+    let mut encoder = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
     encoder.write_all(bytes)?;
     encoder.finish()
 }
@@ -317,7 +320,9 @@ impl BundleStore {
             unreachable!("built as a pack above")
         };
         let version = format!("v-{}", &sha256_hex(&files[MANIFEST_FILE])[..16]);
-        let staging = self.root.join(format!("{STAGING_PREFIX}{}", std::process::id()));
+        let staging = self
+            .root
+            .join(format!("{STAGING_PREFIX}{}", std::process::id()));
         let result = self.write_and_switch(&files, &version, &staging, policy, weights_key, fail);
         if result.is_err() {
             // Best effort: leftovers are harmless (never current) and the next update removes
@@ -348,8 +353,7 @@ impl BundleStore {
         fs::create_dir(staging).map_err(|e| io_err("create staging directory", e))?;
         fail(Stage::StagingCreated).map_err(|e| io_err("staging", e))?;
         for (name, bytes) in files {
-            let mut file =
-                fs::File::create(staging.join(name)).map_err(|e| io_err(name, e))?;
+            let mut file = fs::File::create(staging.join(name)).map_err(|e| io_err(name, e))?;
             file.write_all(bytes).map_err(|e| io_err(name, e))?;
             file.sync_all().map_err(|e| io_err(name, e))?;
             fail(Stage::FileWritten).map_err(|e| io_err(name, e))?;
@@ -376,7 +380,10 @@ impl BundleStore {
         if let Some(old) = previous {
             // Predictors already opened hold their bundle in memory, so the old files can go.
             if let Err(e) = fs::remove_dir_all(&old) {
-                log::warn!("could not remove the previous bundle {}: {e}", old.display());
+                log::warn!(
+                    "could not remove the previous bundle {}: {e}",
+                    old.display()
+                );
             }
         }
         Ok(target)
@@ -386,7 +393,11 @@ impl BundleStore {
         let entries = fs::read_dir(&self.root)
             .map_err(|e| self.error(format!("cannot list the store: {e}")))?;
         for entry in entries.flatten() {
-            if entry.file_name().to_string_lossy().starts_with(STAGING_PREFIX) {
+            if entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with(STAGING_PREFIX)
+            {
                 fs::remove_dir_all(entry.path())
                     .map_err(|e| self.error(format!("cannot remove stale staging: {e}")))?;
             }
@@ -512,7 +523,11 @@ mod tests {
             .unwrap()
             .map(|e| e.unwrap().metadata().unwrap().len() as usize)
             .sum();
-        assert!(delta.len() < v2_size / 4, "delta {} of {v2_size} bytes", delta.len());
+        assert!(
+            delta.len() < v2_size / 4,
+            "delta {} of {v2_size} bytes",
+            delta.len()
+        );
         let old_dir = v.store.current().unwrap();
         let new_dir = v.store.apply_delta(&delta, &v.policy(), None).unwrap();
         assert_eq!(new_dir, v.store.current().unwrap());
@@ -566,13 +581,15 @@ mod tests {
             }
         }
         // Past the pointer's rename the update has happened; a later failure does not undo it.
-        let result = v.store.apply_delta_with(&delta, &v.policy(), None, &mut |s| {
-            if s == Stage::Switched {
-                Err(io::Error::other("injected failure"))
-            } else {
-                Ok(())
-            }
-        });
+        let result = v
+            .store
+            .apply_delta_with(&delta, &v.policy(), None, &mut |s| {
+                if s == Stage::Switched {
+                    Err(io::Error::other("injected failure"))
+                } else {
+                    Ok(())
+                }
+            });
         assert!(result.is_err());
         assert_current_is(&v, "fixture-v2");
     }
@@ -587,20 +604,15 @@ mod tests {
             let version = format!("v-{}", &sha256_hex(&files[MANIFEST_FILE])[..16]);
             let staging = v.store.root.join(format!("{STAGING_PREFIX}crashed"));
             // No cleanup runs: the process "dies" at `stage`.
-            let crashed = v.store.write_and_switch(
-                &files,
-                &version,
-                &staging,
-                &v.policy(),
-                None,
-                &mut |s| {
-                    if s == stage {
-                        Err(io::Error::other("crash"))
-                    } else {
-                        Ok(())
-                    }
-                },
-            );
+            let crashed =
+                v.store
+                    .write_and_switch(&files, &version, &staging, &v.policy(), None, &mut |s| {
+                        if s == stage {
+                            Err(io::Error::other("crash"))
+                        } else {
+                            Ok(())
+                        }
+                    });
             assert!(crashed.is_err());
             let expected = if stage == Stage::Switched {
                 "fixture-v2"
@@ -673,11 +685,11 @@ mod tests {
         let err = v.store.apply_delta(&other, &v.policy(), None).unwrap_err();
         assert!(matches!(err, Error::DeltaBaseMismatch { .. }), "{err}");
         // A header naming a file outside the new manifest.
-        let mut header: DeltaHeader =
-            serde_json::from_slice(&entries[DELTA_HEADER]).unwrap();
+        let mut header: DeltaHeader = serde_json::from_slice(&entries[DELTA_HEADER]).unwrap();
         header.files.insert("extra.bin".into(), FileChange::Full);
         let header = serde_json::to_vec(&header).unwrap();
-        let mut rebuilt: Vec<(&str, &[u8])> = vec![(DELTA_HEADER, header.as_slice()), ("extra.bin", &b"x"[..])];
+        let mut rebuilt: Vec<(&str, &[u8])> =
+            vec![(DELTA_HEADER, header.as_slice()), ("extra.bin", &b"x"[..])];
         rebuilt.extend(
             entries
                 .iter()

@@ -140,7 +140,11 @@ fn manifest_changed_after_signing_is_refused() {
 
     // A changed value with the model file swapped to match it.
     let text = String::from_utf8(original.clone()).unwrap();
-    fs::write(&path, text.replacen("\"context_tokens\": ", "\"context_tokens\": 1", 1)).unwrap();
+    fs::write(
+        &path,
+        text.replacen("\"context_tokens\": ", "\"context_tokens\": 1", 1),
+    )
+    .unwrap();
     assert!(matches!(open_err(d.path(), &policy), Error::BadSignature));
 
     // Truncated manifest: refused on the signature, before it is parsed.
@@ -149,7 +153,9 @@ fn manifest_changed_after_signing_is_refused() {
 
     // The attacker names the pinned key but signs with their own.
     fs::write(&path, [&original[..], b"\n"].concat()).unwrap();
-    let forged = SecretKey::generate().unwrap().sign_manifest(&fs::read(&path).unwrap());
+    let forged = SecretKey::generate()
+        .unwrap()
+        .sign_manifest(&fs::read(&path).unwrap());
     let mut forged: serde_json::Value = serde_json::from_slice(&forged).unwrap();
     forged["public_key"] = key.public_key().to_hex().into();
     fs::write(
@@ -207,10 +213,7 @@ fn damaged_signature_file_is_refused() {
     for (what, bytes) in cases {
         fs::write(&sig_path, bytes).unwrap();
         let err = open_err(d.path(), &policy);
-        assert!(
-            matches!(err, Error::MalformedSignature(_)),
-            "{what}: {err}"
-        );
+        assert!(matches!(err, Error::MalformedSignature(_)), "{what}: {err}");
     }
 }
 
@@ -224,11 +227,18 @@ fn files_changed_under_a_valid_signature_are_refused() {
     let mut flipped = bytes.clone();
     flipped[bytes.len() / 3] ^= 1;
     fs::write(&model, &flipped).unwrap();
-    assert!(matches!(open_err(d.path(), &policy), Error::HashMismatch { file } if file == "model.onnx"));
+    assert!(
+        matches!(open_err(d.path(), &policy), Error::HashMismatch { file } if file == "model.onnx")
+    );
     fs::write(&model, &bytes[..bytes.len() - 1]).unwrap();
-    assert!(matches!(open_err(d.path(), &policy), Error::HashMismatch { .. }));
+    assert!(matches!(
+        open_err(d.path(), &policy),
+        Error::HashMismatch { .. }
+    ));
     fs::remove_file(&model).unwrap();
-    assert!(matches!(open_err(d.path(), &policy), Error::MissingFile(p) if p.ends_with("model.onnx")));
+    assert!(
+        matches!(open_err(d.path(), &policy), Error::MissingFile(p) if p.ends_with("model.onnx"))
+    );
 }
 
 #[test]
@@ -251,8 +261,9 @@ fn public_keys_parse_from_hex_only() {
 
 #[test]
 fn repository_bundles_are_signed_by_the_development_key() {
-    let dev = PublicKey::from_hex(&fs::read_to_string(root().join("keys/nextword-dev.pub")).unwrap())
-        .unwrap();
+    let dev =
+        PublicKey::from_hex(&fs::read_to_string(root().join("keys/nextword-dev.pub")).unwrap())
+            .unwrap();
     for bundle in ["models/fixture", "models/en"] {
         let dir = root().join(bundle);
         if !dir.join(MANIFEST_FILE).is_file() {
@@ -273,7 +284,12 @@ fn repository_bundles_are_signed_by_the_development_key() {
 
 fn pack_of(dir: &Path) -> Vec<u8> {
     let mut entries = Vec::new();
-    for name in ["manifest.json", "manifest.sig", "model.onnx", "tokenizer.json"] {
+    for name in [
+        "manifest.json",
+        "manifest.sig",
+        "model.onnx",
+        "tokenizer.json",
+    ] {
         if let Ok(bytes) = fs::read(dir.join(name)) {
             entries.push((name, bytes));
         }
@@ -393,7 +409,10 @@ fn encrypted_weights_need_the_right_key() {
     assert_ne!(fs::read(d.path().join("model.onnx")).unwrap(), plain);
 
     let bundle = open_bundle(d.path(), &policy, Some(&key)).unwrap();
-    assert_eq!(bundle.model_bytes, plain, "decrypted in memory to the original");
+    assert_eq!(
+        bundle.model_bytes, plain,
+        "decrypted in memory to the original"
+    );
     let config = Config {
         trust: policy.clone(),
         weights_key: Some(key.clone()),
@@ -405,7 +424,11 @@ fn encrypted_weights_need_the_right_key() {
         p.suggest("I will see you ", 3).unwrap(),
         reference.suggest("I will see you ", 3).unwrap()
     );
-    assert_eq!(p.config().weights_key, None, "the key is not kept after loading");
+    assert_eq!(
+        p.config().weights_key,
+        None,
+        "the key is not kept after loading"
+    );
 
     let err = open_bundle(d.path(), &policy, None).unwrap_err();
     assert!(matches!(err, Error::WeightsKeyRequired { .. }), "{err}");
