@@ -302,7 +302,7 @@ def table(results, agree, args, model, fp32_source, positions):
 README_BEGIN, README_END = "<!-- peers:begin -->", "<!-- peers:end -->"
 
 
-def update_readme(path: Path, lines, host):
+def update_readme(path: Path, lines, host, command):
     """Replaces the README's peers section (between the markers) with this run's table."""
     text = path.read_text()
     if README_BEGIN not in text or README_END not in text:
@@ -316,7 +316,7 @@ def update_readme(path: Path, lines, host):
     section = "\n".join([
         README_BEGIN,
         f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {host} ({cpu}, "
-        f"{os.cpu_count()} logical CPUs, shared with other work) with `benches/peers.sh --update-readme`:",
+        f"{os.cpu_count()} logical CPUs, shared with other work) with `{command}`:",
         "", "```", *lines, "```", README_END])
     head, rest = text.split(README_BEGIN, 1)
     path.write_text(head + section + rest.split(README_END, 1)[1])
@@ -381,7 +381,7 @@ def main():
     lines = table(results, agree, args, model, fp32_source, positions)
     print("\n".join(lines))
     if args.readme:
-        update_readme(args.readme, lines, host)
+        update_readme(args.readme, lines, host, os.environ.get("PEERS_COMMAND") or "python3 " + " ".join(sys.argv))
         print(f"table written to {args.readme}")
     if args.plot:
         cdf_plot(results, args.plot, host)

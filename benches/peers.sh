@@ -24,4 +24,4 @@ done
 python3 -c 'import onnx, onnxruntime, tokenizers, numpy, matplotlib' 2>/dev/null ||
   python3 -m pip install --quiet -r training/requirements.txt >&2
 cargo build --release -p nextword >&2
-exec python3 benches/peers.py --nextword target/release/nextword "${args[@]}"
+PEERS_COMMAND="benches/peers.sh $*" exec python3 benches/peers.py --nextword target/release/nextword "${args[@]}"
