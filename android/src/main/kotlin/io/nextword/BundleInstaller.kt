@@ -15,8 +15,9 @@ import java.io.InputStream
  * SHA-256 on open anyway).
  */
 object BundleInstaller {
-    /** The files of a bundle; `manifest.json` first, so it decides whether to copy. */
-    internal val BUNDLE_FILES = listOf("manifest.json", "model.onnx", "tokenizer.json")
+    /** The files of a bundle. */
+    @JvmField
+    val BUNDLE_FILES = listOf("manifest.json", "model.onnx", "tokenizer.json")
 
     /**
      * Copies the bundle files opened by [openSource] (by file name) into [target] unless

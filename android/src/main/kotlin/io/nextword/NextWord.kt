@@ -6,7 +6,6 @@ import io.nextword.ffi.NextwordException
 import io.nextword.ffi.Predictor
 import io.nextword.ffi.PredictorConfig
 import io.nextword.ffi.Suggestion
-import io.nextword.ffi.defaultConfig
 import io.nextword.ffi.initLogging
 import java.io.Closeable
 import java.io.File

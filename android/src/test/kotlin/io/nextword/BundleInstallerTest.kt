@@ -12,13 +12,13 @@ import org.junit.Test
 class BundleInstallerTest {
     private val source = NextWordTest.bundleDir
 
-    private fun open(name: String) = File(source, name).inputStream()
+    private fun openSource(name: String) = File(source, name).inputStream()
 
     @Test
     fun copiesTheBundleAndItOpens() {
         val root = Files.createTempDirectory("nextword-install").toFile()
         try {
-            val target = BundleInstaller.install(File(root, "en"), ::open)
+            val target = BundleInstaller.install(File(root, "en"), this::openSource)
             for (name in BundleInstaller.BUNDLE_FILES) {
                 assertArrayEquals(name, File(source, name).readBytes(), File(target, name).readBytes())
             }
@@ -33,9 +33,9 @@ class BundleInstallerTest {
     fun anInstalledBundleWithTheSameManifestIsNotCopiedAgain() {
         val root = Files.createTempDirectory("nextword-install").toFile()
         try {
-            val target = BundleInstaller.install(File(root, "en"), ::open)
+            val target = BundleInstaller.install(File(root, "en"), this::openSource)
             val opened = mutableListOf<String>()
-            BundleInstaller.install(target) { name -> opened += name; open(name) }
+            BundleInstaller.install(target) { name -> opened += name; openSource(name) }
             assertEquals(listOf("manifest.json"), opened)
         } finally {
             root.deleteRecursively()
@@ -46,7 +46,7 @@ class BundleInstallerTest {
     fun aFailedCopyLeavesThePreviousBundleInPlace() {
         val root = Files.createTempDirectory("nextword-install").toFile()
         try {
-            val target = BundleInstaller.install(File(root, "en"), ::open)
+            val target = BundleInstaller.install(File(root, "en"), this::openSource)
             assertThrows(IOException::class.java) {
                 BundleInstaller.install(target) { name ->
                     when (name) {
