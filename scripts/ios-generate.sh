@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Regenerates the committed Swift bindings, C header and module map (ios/Sources/NextWordFFI/)
+# with the uniffi version locked in Cargo.lock. Run after changing bindings/src; commit the result.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build -p nextword-ffi -p uniffi-bindgen
+cargo run -q -p uniffi-bindgen -- generate --no-format --library target/debug/libnextword_ffi.so \
+  --language swift --out-dir ios/Sources/NextWordFFI
