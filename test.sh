@@ -35,4 +35,7 @@ fi
 
 step "Android on the JVM: bindings drift, JUnit (JNA), Robolectric sample keyboard, aarch64-linux-android check"
 bash scripts/android-test.sh
+
+step "iOS without a Mac: Swift bindings drift, every .swift parses, aarch64-apple-ios check"
+bash scripts/ios-check.sh
 echo; echo "all tests passed"
