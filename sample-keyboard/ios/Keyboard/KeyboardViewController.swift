@@ -59,10 +59,9 @@ final class KeyboardViewController: UIInputViewController {
     private var isSecureField: Bool {
         let proxy = textDocumentProxy
         if proxy.isSecureTextEntry == true { return true }
-        switch proxy.textContentType {
-        case .some(.password), .some(.newPassword), .some(.oneTimeCode): return true
-        default: return false
-        }
+        // An optional protocol requirement of IUO type: `?? nil` flattens it to one optional.
+        guard let contentType: UITextContentType = proxy.textContentType ?? nil else { return false }
+        return [UITextContentType.password, .newPassword, .oneTimeCode].contains(contentType)
     }
 
     private func applyIncognito() async {
