@@ -139,6 +139,80 @@ pub fn run(
     })
 }
 
+/// Keystroke savings and latency with and without the user's model: both predictors see the
+/// second half of the file; the personal one first learned the first half (as a keyboard would
+/// have learned it on commit), with the default blocklist and typo correction on. The plain one
+/// has no user model, blocklist or corrections.
+#[derive(Debug, Serialize)]
+pub struct LearningReport {
+    pub learned_lines: usize,
+    pub plain: Report,
+    pub personal: Report,
+    /// Relative change of the per-keystroke latency percentiles, in percent.
+    pub p50_overhead_pct: f64,
+    pub p95_overhead_pct: f64,
+}
+
+impl fmt::Display for LearningReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "learned the first {} lines; on the rest:",
+            self.learned_lines
+        )?;
+        writeln!(f, "without user model  {}", self.plain)?;
+        writeln!(f, "with user model     {}", self.personal)?;
+        write!(
+            f,
+            "latency overhead    p50 {:+.1}%  p95 {:+.1}%",
+            self.p50_overhead_pct, self.p95_overhead_pct
+        )
+    }
+}
+
+pub fn run_learning(
+    bundle: &Path,
+    matmul: nextword_core::MatMulImpl,
+    path: &Path,
+    ignore_case: bool,
+    max_lines: Option<usize>,
+) -> Result<LearningReport> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let lines: Vec<&str> = text.lines().take(max_lines.unwrap_or(usize::MAX)).collect();
+    let (learn, test) = lines.split_at(lines.len() / 2);
+    let open = |personal: bool| {
+        Predictor::open(
+            bundle,
+            nextword_core::Config {
+                matmul,
+                block_offensive: personal,
+                typo_correction: personal,
+                ..nextword_core::Config::default()
+            },
+        )
+        .with_context(|| format!("opening bundle {}", bundle.display()))
+    };
+    let plain = open(false)?;
+    let personal = open(true)?;
+    for line in learn {
+        personal.learn(line)?;
+    }
+    let words = |p: &Predictor, t: &str| -> Result<Vec<String>> {
+        Ok(p.suggest(t, 3)?.into_iter().map(|s| s.text).collect())
+    };
+    let plain_report = evaluate(test, ignore_case, |t| words(&plain, t))?;
+    let personal_report = evaluate(test, ignore_case, |t| words(&personal, t))?;
+    let pct = |with: f64, without: f64| (with / without - 1.0) * 100.0;
+    Ok(LearningReport {
+        learned_lines: learn.len(),
+        p50_overhead_pct: pct(personal_report.p50_ms, plain_report.p50_ms),
+        p95_overhead_pct: pct(personal_report.p95_ms, plain_report.p95_ms),
+        plain: plain_report,
+        personal: personal_report,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

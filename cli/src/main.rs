@@ -1,10 +1,11 @@
 //! `nextword`: the command line of the nextword SDK.
 
 mod bench;
-mod bundle;
 mod bench_model;
+mod bundle;
 mod demo;
 mod eval;
+mod user;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -38,18 +39,16 @@ struct Common {
     matmul: MatMulImpl,
     #[command(flatten)]
     trust: bundle::TrustArgs,
+    /// The user's store (learned words, blocks); without it nothing personal is kept.
+    #[arg(long, global = true)]
+    user_dir: Option<PathBuf>,
+    /// Read the user's store but learn and write nothing.
+    #[arg(long, global = true)]
+    incognito: bool,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// Vendor tools for bundles: keygen, sign, verify, encrypt, pack, diff, install, apply.
-    Bundle {
-        #[command(subcommand)]
-        action: bundle::BundleCommand,
-        /// Machine-readable output.
-        #[arg(long)]
-        json: bool,
-    },
     /// Next-word suggestions after TEXT (a space is implied at its end).
     Predict {
         text: String,
@@ -86,6 +85,25 @@ enum Command {
         /// Evaluate only the first N lines.
         #[arg(long)]
         max_lines: Option<usize>,
+        /// Learn the first half of the lines, then score the second half with and without the
+        /// user's model (keystroke savings and latency overhead).
+        #[arg(long)]
+        learn_first_half: bool,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Vendor tools for bundles: keygen, sign, verify, encrypt, pack, diff, install, apply.
+    Bundle {
+        #[command(subcommand)]
+        action: bundle::BundleCommand,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The user's store: learn, add, remove, list, clear, block, unblock (needs --user-dir).
+    User {
+        #[command(subcommand)]
+        action: user::Action,
         #[command(flatten)]
         common: Common,
     },
@@ -135,6 +153,12 @@ fn run(cli: Cli) -> Result<()> {
         Command::Complete { text, max, common } => {
             print_suggestions(&open(&common)?, &text, max, common.json)
         }
+        Command::User { action, common } => {
+            let dir = common
+                .user_dir
+                .context("nextword user needs --user-dir DIR")?;
+            user::run(action, dir, common.incognito, common.json)
+        }
         Command::Bundle { action, json } => bundle::run(action, json),
         Command::Demo { common } => demo::run(&open(&common)?),
         Command::Info { common } => info(&common),
@@ -142,8 +166,24 @@ fn run(cli: Cli) -> Result<()> {
             text,
             ignore_case,
             max_lines,
+            learn_first_half,
             common,
         } => {
+            if learn_first_half {
+                let report = eval::run_learning(
+                    &bundle_dir(&common)?,
+                    common.matmul,
+                    &text,
+                    ignore_case,
+                    max_lines,
+                )?;
+                if common.json {
+                    println!("{}", serde_json::to_string(&report)?);
+                } else {
+                    println!("{report}");
+                }
+                return Ok(());
+            }
             let p = open(&common)?;
             let report = eval::run(&p, &text, ignore_case, max_lines)?;
             if common.json {
@@ -198,6 +238,8 @@ fn open(common: &Common) -> Result<Predictor> {
         &dir,
         Config {
             matmul: common.matmul,
+            user_dir: common.user_dir.clone(),
+            incognito: common.incognito,
             trust: common.trust.policy()?,
             weights_key: common.trust.weights_key()?,
             ..Config::default()

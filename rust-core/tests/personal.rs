@@ -108,8 +108,15 @@ fn a_corrupt_store_is_reported_set_aside_and_replaced() {
     assert_eq!(kept.len(), 1);
 }
 
-/// A context where the model, unfiltered, offers a word of the default list.
-const OFFENSIVE_CONTEXT: &str = "what the fu";
+/// Contexts where the model may offer a word of the default list, and those words.
+const OFFENSIVE: [(&str, &str); 6] = [
+    ("the rights of the Neg", "negro"),
+    ("they talked about se", "sex"),
+    ("this really su", "sucks"),
+    ("you stupid bas", "bastard"),
+    ("oh sh", "shit"),
+    ("what the fu", "fuck"),
+];
 
 #[test]
 fn default_blocklist_hides_offensive_words_in_every_casing() {
@@ -117,20 +124,26 @@ fn default_blocklist_hides_offensive_words_in_every_casing() {
         block_offensive: false,
         ..Config::default()
     });
-    let raw = unfiltered.suggest(OFFENSIVE_CONTEXT, 5).unwrap();
-    assert!(
-        raw.iter().any(|s| s.text.eq_ignore_ascii_case("fuck")),
-        "the model offers it unfiltered: {raw:?}"
-    );
     let p = open(Config::default());
-    for text in [OFFENSIVE_CONTEXT, "What the Fu", "WHAT THE FU"] {
-        let s = p.suggest(text, 5).unwrap();
-        assert!(
-            s.iter().all(|x| !x.text.to_lowercase().starts_with("fuck")),
-            "{text:?}: {s:?}"
-        );
-        assert_eq!(s.len(), 5, "the strip stays full: {s:?}");
+    let mut offered_unfiltered = 0;
+    for (context, word) in OFFENSIVE {
+        let raw = unfiltered.suggest(context, 5).unwrap();
+        offered_unfiltered += usize::from(raw.iter().any(|s| s.text.to_lowercase() == word));
+        for text in [context.to_string(), context.to_uppercase()] {
+            let s = p.suggest(&text, 5).unwrap();
+            assert!(
+                s.iter().all(|x| x.text.to_lowercase() != word),
+                "{text:?}: {s:?}"
+            );
+            if text == context {
+                assert_eq!(s.len(), raw.len(), "the strip stays full: {s:?}");
+            }
+        }
     }
+    assert!(
+        offered_unfiltered >= 1,
+        "the model offers some of them unfiltered"
+    );
 }
 
 #[test]
