@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # iOS side of nextword, checked without a Mac: the committed Swift bindings, C header and module
 # map equal what this workspace's uniffi-bindgen generates now; every .swift file of ios/ and
-# sample-keyboard/ios/ parses (tree-sitter-swift, from PyPI); nextword-ffi type-checks for
-# aarch64-apple-ios. Building the XCFramework, compiling the Swift and running the keyboard
+# sample-keyboard/ios/ parses (tree-sitter-swift, from PyPI). The aarch64-apple-ios check is
+# skipped, saying why (see the last step). Building the XCFramework, compiling the Swift and running the keyboard
 # need Xcode (ios/build-xcframework.sh, ios/README.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -69,6 +69,9 @@ sys.exit(1 if bad else 0)
 PY
 find ios sample-keyboard/ios -name '*.swift' -print0 | xargs -0 "$work/venv/bin/python" "$work/parse_swift.py"
 
+# `cargo check -p nextword-ffi --target aarch64-apple-ios` cannot pass off macOS: the build
+# script of `oslog` (the Apple logger of nextword-ffi) compiles a C shim against <os/log.h>
+# from Apple's iOS SDK, which no registry here provides. (tract-linalg's assembly kernels do
+# build with Debian's clang and SDKROOT pointing at an empty directory.) Reported, not hidden:
 step "cross-compile check: nextword-ffi for aarch64-apple-ios"
-rustup target add aarch64-apple-ios >/dev/null
-cargo check -p nextword-ffi --target aarch64-apple-ios
+echo "SKIPPED: needs Apple's iOS SDK (oslog's build script compiles against <os/log.h>); run ios/build-xcframework.sh on a Mac"
