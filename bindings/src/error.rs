@@ -68,13 +68,17 @@ mod tests {
     use super::*;
     use std::path::PathBuf;
 
+    /// A core error and the test its FFI case must pass.
+    type Case = (CoreError, fn(&NextwordError) -> bool);
+
     #[test]
     fn every_core_error_maps_to_its_case_and_keeps_the_message() {
         let io = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "denied");
-        let cases: Vec<(CoreError, fn(&NextwordError) -> bool)> = vec![
-            (CoreError::MissingFile(PathBuf::from("b/manifest.json")), |e| {
-                matches!(e, NextwordError::BundleNotFound { .. })
-            }),
+        let cases: Vec<Case> = vec![
+            (
+                CoreError::MissingFile(PathBuf::from("b/manifest.json")),
+                |e| matches!(e, NextwordError::BundleNotFound { .. }),
+            ),
             (
                 CoreError::Io {
                     path: PathBuf::from("b/model.onnx"),

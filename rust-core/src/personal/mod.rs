@@ -3,8 +3,9 @@
 //! offensive-word list and their own blocks), and corrections of typos.
 //!
 //! The predictor's word search returns words with the model's probabilities; [`Personal::rerank`]
-//! then interpolates them with the user's own model (a cache language model: P = (1 − λ)·P_model
-//! + λ·P_user, where P_user is the user's bigram estimate smoothed towards their unigrams), adds
+//! then interpolates them with the user's own model (a cache language model:
+//! P = (1 − λ)·P_model + λ·P_user, where P_user is the user's bigram estimate smoothed towards
+//! their unigrams), adds
 //! the user's words the search did not reach (a learned word the model spells with several
 //! rare pieces), adds typo corrections the predictor scored, and drops blocked words.
 
