@@ -12,14 +12,20 @@ use nextword_ffi::{default_config, Predictor};
 const SENTENCE: &str = "I will see you tomorrow at the station";
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let bundle = std::env::args().nth(1).unwrap_or_else(|| "models/en".into());
+    let bundle = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "models/en".into());
     let predictor = Predictor::open(bundle, default_config())?;
-    let keystrokes: Vec<String> = (1..=SENTENCE.len()).map(|n| SENTENCE[..n].to_string()).collect();
+    let keystrokes: Vec<String> = (1..=SENTENCE.len())
+        .map(|n| SENTENCE[..n].to_string())
+        .collect();
 
     // The same text again and again: the core's context and word tree are cached, so this is
     // mostly the cost of the call itself.
     let repeated = time_per_call(2_000, || {
-        predictor.suggest("I will see you tom".into(), 3).map(|_| ())
+        predictor
+            .suggest("I will see you tom".into(), 3)
+            .map(|_| ())
     })?;
     // A sentence typed keystroke by keystroke, over and over.
     let mut i = 0;

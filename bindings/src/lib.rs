@@ -11,6 +11,8 @@ mod predictor;
 
 pub use error::NextwordError;
 pub use logging::{init_logging, LogLevel};
-pub use predictor::{default_config, LearnedWord, ModelInfo, Predictor, PredictorConfig, Suggestion, SuggestionKind};
+pub use predictor::{
+    default_config, LearnedWord, ModelInfo, Predictor, PredictorConfig, Suggestion, SuggestionKind,
+};
 
 uniffi::setup_scaffolding!("nextword");

@@ -48,7 +48,9 @@ fn install_platform_logger(filter: log::LevelFilter) {
 #[cfg(target_vendor = "apple")]
 fn install_platform_logger(filter: log::LevelFilter) {
     // Fails only when the app installed another `log` logger first: theirs is kept.
-    let _ = oslog::OsLogger::new("io.nextword").level_filter(filter).init();
+    let _ = oslog::OsLogger::new("io.nextword")
+        .level_filter(filter)
+        .init();
 }
 
 #[cfg(not(any(target_os = "android", target_vendor = "apple")))]

@@ -272,7 +272,12 @@ mod tests {
         assert!(p.learn("Saoirse says hi".into()).unwrap());
         assert!(p.add_word("Qwghlm".into()).unwrap());
         assert!(p.block_word("hi".into()).unwrap());
-        let words: Vec<String> = p.list_learned_words().unwrap().into_iter().map(|w| w.word).collect();
+        let words: Vec<String> = p
+            .list_learned_words()
+            .unwrap()
+            .into_iter()
+            .map(|w| w.word)
+            .collect();
         assert!(words.contains(&"Saoirse".to_string()) && words.contains(&"Qwghlm".to_string()));
         p.set_incognito(true).unwrap();
         assert!(!p.learn("secret".into()).unwrap());
@@ -285,7 +290,10 @@ mod tests {
         let err = Predictor::open(bundle("fixture"), config).unwrap_err();
         assert!(matches!(err, NextwordError::UserStore { .. }), "{err}");
         p.close();
-        assert!(matches!(p.learn("x".into()), Err(NextwordError::Closed { .. })));
+        assert!(matches!(
+            p.learn("x".into()),
+            Err(NextwordError::Closed { .. })
+        ));
     }
 
     #[test]
@@ -298,15 +306,18 @@ mod tests {
     fn modified_bundle_file_is_bundle_tampered() {
         let dir = tempfile::tempdir().unwrap();
         for name in ["manifest.json", "model.onnx", "tokenizer.json"] {
-            std::fs::copy(PathBuf::from(bundle("fixture")).join(name), dir.path().join(name))
-                .unwrap();
+            std::fs::copy(
+                PathBuf::from(bundle("fixture")).join(name),
+                dir.path().join(name),
+            )
+            .unwrap();
         }
         let tokenizer = dir.path().join("tokenizer.json");
         let mut bytes = std::fs::read(&tokenizer).unwrap();
         bytes.push(b' ');
         std::fs::write(&tokenizer, bytes).unwrap();
-        let err = Predictor::open(dir.path().to_string_lossy().into(), default_config())
-            .unwrap_err();
+        let err =
+            Predictor::open(dir.path().to_string_lossy().into(), default_config()).unwrap_err();
         assert!(matches!(err, NextwordError::BundleTampered { .. }), "{err}");
     }
 }

@@ -27,5 +27,5 @@ pub use ops::MatMulImpl;
 pub use personal::{KeyboardLayout, LearnedWord, StoreError};
 pub use predictor::{Config, Predictor, Suggestion, SuggestionKind, MAX_SUGGESTIONS};
 pub use text::is_word_char;
-pub use trust::{Provenance, PublicKey, SecretKey, TrustPolicy};
 pub use tract_onnx;
+pub use trust::{Provenance, PublicKey, SecretKey, TrustPolicy};

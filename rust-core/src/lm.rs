@@ -194,7 +194,11 @@ impl LanguageModel {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .push(state);
-        log::trace!("model call: {s} tokens after {} in {:?}", past.len(), t0.elapsed());
+        log::trace!(
+            "model call: {s} tokens after {} in {:?}",
+            past.len(),
+            t0.elapsed()
+        );
         let present = out.pop().expect("two outputs").into_arc_tensor();
         let logits = out.pop().expect("two outputs");
         let logits = logits

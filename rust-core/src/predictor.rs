@@ -144,11 +144,8 @@ impl std::fmt::Debug for Predictor {
 impl Predictor {
     pub fn open(bundle_dir: impl AsRef<Path>, config: Config) -> Result<Predictor> {
         let t = Instant::now();
-        let bundle = crate::trust::open_bundle(
-            bundle_dir,
-            &config.trust,
-            config.weights_key.as_ref(),
-        )?;
+        let bundle =
+            crate::trust::open_bundle(bundle_dir, &config.trust, config.weights_key.as_ref())?;
         log::debug!("bundle read and verified in {:?}", t.elapsed());
         Predictor::from_bundle(bundle, config)
     }
@@ -708,7 +705,10 @@ mod tests {
     fn covers_prefixes() {
         let typed: Vec<char> = "tom".chars().collect();
         assert_eq!(covers(&typed, &['t', 'o']), Some(2));
-        assert_eq!(covers(&typed, &"tomorrow".chars().collect::<Vec<_>>()), Some(3));
+        assert_eq!(
+            covers(&typed, &"tomorrow".chars().collect::<Vec<_>>()),
+            Some(3)
+        );
         assert_eq!(covers(&typed, &['t', 'a']), None);
         assert_eq!(covers(&[], &['x']), Some(0));
     }

@@ -413,7 +413,10 @@ mod tests {
         let old = u.probability(None, "zorblax", &limits);
         assert!(old < fresh / 10.0, "{old} vs {fresh}");
         let c = u.words["zorblax"].count.at(u.clock, 10.0);
-        assert!((c - 0.0625).abs() < 1e-9, "40 words later, four half-lives: {c}");
+        assert!(
+            (c - 0.0625).abs() < 1e-9,
+            "40 words later, four half-lives: {c}"
+        );
     }
 
     #[test]
