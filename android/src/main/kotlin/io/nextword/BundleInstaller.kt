@@ -1,6 +1,7 @@
 package io.nextword
 
 import java.io.File
+import java.io.FileNotFoundException
 import java.io.IOException
 import java.io.InputStream
 
@@ -15,9 +16,16 @@ import java.io.InputStream
  * SHA-256 on open anyway).
  */
 object BundleInstaller {
-    /** The files of a bundle. */
-    @JvmField
-    val BUNDLE_FILES = listOf("manifest.json", "model.onnx", "tokenizer.json")
+    /** The signature beside the manifest; unsigned development bundles have none. */
+    const val SIGNATURE = "manifest.sig"
+
+    /** A file entry of the manifest's `files` object: name and SHA-256. */
+    private val FILE_ENTRY = Regex("\"([^\"]+)\"\\s*:\\s*\"[0-9a-f]{64}\"")
+
+    /** The files a bundle's manifest lists (each with its SHA-256), manifest.json first. */
+    @JvmStatic
+    fun filesOf(manifest: ByteArray): List<String> =
+        listOf("manifest.json") + FILE_ENTRY.findAll(manifest.decodeToString()).map { it.groupValues[1] }
 
     /**
      * Copies the bundle files opened by [openSource] (by file name) into [target] unless
@@ -36,10 +44,17 @@ object BundleInstaller {
         val staging = File(parent, "${target.name}.partial")
         staging.deleteRecursively()
         if (!staging.mkdirs()) throw IOException("cannot create $staging")
-        for (name in BUNDLE_FILES) {
+        for (name in filesOf(manifest)) {
             openSource(name).use { input ->
                 File(staging, name).outputStream().use { input.copyTo(it) }
             }
+        }
+        try {
+            openSource(SIGNATURE).use { input ->
+                File(staging, SIGNATURE).outputStream().use { input.copyTo(it) }
+            }
+        } catch (_: FileNotFoundException) {
+            // An unsigned bundle: the native side refuses it unless the app allows unsigned ones.
         }
         target.deleteRecursively()
         if (!staging.renameTo(target)) throw IOException("cannot move $staging to $target")

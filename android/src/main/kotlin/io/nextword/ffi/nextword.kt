@@ -767,13 +767,13 @@ fun uniffi_nextword_ffi_checksum_method_predictor_block_word(
 ): Short
 fun uniffi_nextword_ffi_checksum_method_predictor_clear_learned(
 ): Short
-fun uniffi_nextword_ffi_checksum_method_predictor_close(
-): Short
 fun uniffi_nextword_ffi_checksum_method_predictor_info(
 ): Short
 fun uniffi_nextword_ffi_checksum_method_predictor_learn(
 ): Short
 fun uniffi_nextword_ffi_checksum_method_predictor_list_learned_words(
+): Short
+fun uniffi_nextword_ffi_checksum_method_predictor_release(
 ): Short
 fun uniffi_nextword_ffi_checksum_method_predictor_remove_word(
 ): Short
@@ -846,14 +846,14 @@ fun uniffi_nextword_ffi_fn_method_predictor_block_word(`ptr`: Pointer,`word`: Ru
 ): Byte
 fun uniffi_nextword_ffi_fn_method_predictor_clear_learned(`ptr`: Pointer,uniffi_out_err: UniffiRustCallStatus, 
 ): Byte
-fun uniffi_nextword_ffi_fn_method_predictor_close(`ptr`: Pointer,uniffi_out_err: UniffiRustCallStatus, 
-): Unit
 fun uniffi_nextword_ffi_fn_method_predictor_info(`ptr`: Pointer,uniffi_out_err: UniffiRustCallStatus, 
 ): RustBuffer.ByValue
 fun uniffi_nextword_ffi_fn_method_predictor_learn(`ptr`: Pointer,`committedText`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
 ): Byte
 fun uniffi_nextword_ffi_fn_method_predictor_list_learned_words(`ptr`: Pointer,uniffi_out_err: UniffiRustCallStatus, 
 ): RustBuffer.ByValue
+fun uniffi_nextword_ffi_fn_method_predictor_release(`ptr`: Pointer,uniffi_out_err: UniffiRustCallStatus, 
+): Unit
 fun uniffi_nextword_ffi_fn_method_predictor_remove_word(`ptr`: Pointer,`word`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
 ): Byte
 fun uniffi_nextword_ffi_fn_method_predictor_set_incognito(`ptr`: Pointer,`on`: Byte,uniffi_out_err: UniffiRustCallStatus, 
@@ -1007,9 +1007,6 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if (lib.uniffi_nextword_ffi_checksum_method_predictor_clear_learned() != 22622.toShort()) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if (lib.uniffi_nextword_ffi_checksum_method_predictor_close() != 29694.toShort()) {
-        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    }
     if (lib.uniffi_nextword_ffi_checksum_method_predictor_info() != 41619.toShort()) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
@@ -1017,6 +1014,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if (lib.uniffi_nextword_ffi_checksum_method_predictor_list_learned_words() != 24290.toShort()) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if (lib.uniffi_nextword_ffi_checksum_method_predictor_release() != 56250.toShort()) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if (lib.uniffi_nextword_ffi_checksum_method_predictor_remove_word() != 33142.toShort()) {
@@ -1469,12 +1469,6 @@ public interface PredictorInterface {
      */
     fun `clearLearned`(): kotlin.Boolean
     
-    /**
-     * Releases the model. Every later call returns `NextwordError::Closed`; closing twice is
-     * harmless.
-     */
-    fun `close`()
-    
     fun `info`(): ModelInfo
     
     /**
@@ -1487,6 +1481,13 @@ public interface PredictorInterface {
      * The user's words, strongest first.
      */
     fun `listLearnedWords`(): List<LearnedWord>
+    
+    /**
+     * Releases the model. Every later call returns `NextwordError::Closed`; closing twice is
+     * harmless. Exported as `release()`: Kotlin's generated objects already have a `close()`
+     * (AutoCloseable), which frees the handle itself, after which calls throw untyped errors.
+     */
+    fun `release`()
     
     /**
      * Forgets a learned or added word (long-press "forget"); whether it was known.
@@ -1647,21 +1648,6 @@ open class Predictor: Disposable, AutoCloseable, PredictorInterface
     
 
     
-    /**
-     * Releases the model. Every later call returns `NextwordError::Closed`; closing twice is
-     * harmless.
-     */override fun `close`()
-        = 
-    callWithPointer {
-    uniffiRustCall() { _status ->
-    UniffiLib.INSTANCE.uniffi_nextword_ffi_fn_method_predictor_close(
-        it, _status)
-}
-    }
-    
-    
-
-    
     @Throws(NextwordException::class)override fun `info`(): ModelInfo {
             return FfiConverterTypeModelInfo.lift(
     callWithPointer {
@@ -1705,6 +1691,22 @@ open class Predictor: Disposable, AutoCloseable, PredictorInterface
     }
     )
     }
+    
+
+    
+    /**
+     * Releases the model. Every later call returns `NextwordError::Closed`; closing twice is
+     * harmless. Exported as `release()`: Kotlin's generated objects already have a `close()`
+     * (AutoCloseable), which frees the handle itself, after which calls throw untyped errors.
+     */override fun `release`()
+        = 
+    callWithPointer {
+    uniffiRustCall() { _status ->
+    UniffiLib.INSTANCE.uniffi_nextword_ffi_fn_method_predictor_release(
+        it, _status)
+}
+    }
+    
     
 
     
