@@ -34,5 +34,10 @@ step "sample-keyboard/android/: the keyboard and its Robolectric tests compile"
 "${MVN[@]}" -f sample-keyboard/android/pom.xml test-compile
 
 step "cross-compile check: nextword-ffi for aarch64-linux-android"
+# No NDK here: tract-linalg's build script assembles its aarch64 kernels with Debian's aarch64
+# gcc instead of the NDK's clang (nothing is linked by `cargo check`).
+if ! command -v aarch64-linux-gnu-gcc >/dev/null; then
+  apt-get update -qq && apt-get install -y -qq gcc-aarch64-linux-gnu >/dev/null
+fi
 rustup target add aarch64-linux-android >/dev/null
-cargo check -p nextword-ffi --target aarch64-linux-android
+CC_aarch64_linux_android=aarch64-linux-gnu-gcc cargo check -p nextword-ffi --target aarch64-linux-android
