@@ -4,7 +4,14 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-step() { printf '\n==== %s\n' "$*"; }
+# Each step prints how long the one before took, so a slow CI run says where its time went.
+start=$(date +%s); last=$start; last_name=""
+step() {
+  local now; now=$(date +%s)
+  [ -z "$last_name" ] || printf '\n---- %s: %d s\n' "$last_name" $((now - last))
+  last=$now; last_name=$*
+  printf '\n==== %s\n' "$*"
+}
 
 step "toolchain"
 rustup component add rustfmt clippy >/dev/null
@@ -38,4 +45,5 @@ bash scripts/android-test.sh
 
 step "iOS without a Mac: Swift bindings drift, every .swift parses, aarch64-apple-ios check"
 bash scripts/ios-check.sh
-echo; echo "all tests passed"
+step "done"
+echo "all tests passed in $(( $(date +%s) - start )) s"
