@@ -4,6 +4,9 @@
 # No speed is asserted here: the figures come from the bench commands in benches/README.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo test -p nextword-benches --benches
-cargo build -p nextword
+# `--workspace`: the same package selection as test.sh's `cargo test --workspace`, so Cargo
+# unifies the same dependency features and reuses its build (`-p nextword-benches` alone
+# resolves other features and rebuilds tract). The emulator test uses that build's
+# target/debug/nextword.
+cargo test --workspace --benches
 bash benches/emulator/test.sh

@@ -11,7 +11,9 @@ step() { printf '\n---- %s\n' "$*"; }
 MVN=(mvn -B --no-transfer-progress)
 
 step "host build of nextword-ffi and uniffi-bindgen"
-cargo build -p nextword-ffi -p uniffi-bindgen
+# The whole workspace with its tests, as test.sh's `cargo test --workspace` selects it: the
+# same features, so its build is reused (`-p nextword-ffi` alone would rebuild tract).
+cargo build --workspace --lib --bins --tests
 
 step "generated Kotlin bindings match the committed ones"
 generated=$(mktemp -d)

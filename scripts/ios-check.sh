@@ -12,7 +12,9 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 step "host build of nextword-ffi and uniffi-bindgen"
-cargo build -p nextword-ffi -p uniffi-bindgen
+# The whole workspace with its tests, as test.sh's `cargo test --workspace` selects it: the
+# same features, so its build is reused (`-p nextword-ffi` alone would rebuild tract).
+cargo build --workspace --lib --bins --tests
 
 step "generated Swift, header and module map match the committed ones"
 cargo run -q -p uniffi-bindgen -- generate --no-format --library target/debug/libnextword_ffi.so \

@@ -13,9 +13,9 @@
 //! compute an exact integer dot product `sum((q - zp) * a) = sum(q * a) - zp * sum(a)`
 //! (int4 x int8 -> int32; the per-block activation sums `sum(a)` are precomputed at
 //! quantization time), and accumulate `blocksum * w_scale[n, blk]` in f32, multiplied by
-//! `a_scale[m]` at the end. The x86 kernels keep the nibbles unsigned and subtract the
-//! `zp * sum(a) * w_scale` terms in f32 once per output instead (see x86.rs). The only
-//! differences between kernels are float rounding / summation order (see the tests).
+//! `a_scale[m]` at the end. The x86 kernels instead offset the activations to unsigned
+//! (`a + 128`) and subtract a per-output constant precomputed at load (see x86.rs). The
+//! only differences between kernels are float rounding / summation order (see the tests).
 //!
 //! # Kernels
 //!
@@ -62,7 +62,9 @@ const NR: usize = 4;
 ///   weight rows, and the `NR` horizontal sums are combined.
 macro_rules! drive_rows {
     ($w:expr, $aq:expr, $m:expr, $tile:ident, |$r:ident, $j:ident, $dot:ident| $store:expr) => {{
-        let (w, aq, m): (&Q4Matrix, &[i8], usize) = ($w, $aq, $m);
+        // `aq`: the activation rows as the kernel reads them (`[i8]` or offset `[u8]`).
+        let (w, m): (&Q4Matrix, usize) = ($w, $m);
+        let aq = &$aq[..];
         let (n_total, k) = (w.n(), w.k());
         let row = |r: usize| aq[r * k..].as_ptr();
         let mut n0 = 0;
@@ -70,7 +72,7 @@ macro_rules! drive_rows {
             let nr = if n0 + NR <= n_total { NR } else { 1 };
             let mut r0 = 0;
             while r0 + MR <= m {
-                let rows: [*const i8; MR] = core::array::from_fn(|t| row(r0 + t));
+                let rows: [_; MR] = core::array::from_fn(|t| row(r0 + t));
                 for j in n0..n0 + nr {
                     let dots = $tile::<MR, 1>(w, [j], rows);
                     for t in 0..MR {
@@ -84,7 +86,7 @@ macro_rules! drive_rows {
             // search's 5-7 row calls); a single one gets the `1 x NR` tile.
             macro_rules! leftover_rows {
                 ($R:literal) => {{
-                    let rows: [*const i8; $R] = core::array::from_fn(|t| row(r0 + t));
+                    let rows: [_; $R] = core::array::from_fn(|t| row(r0 + t));
                     for j in n0..n0 + nr {
                         let dots = $tile::<$R, 1>(w, [j], rows);
                         for t in 0..$R {
@@ -155,8 +157,9 @@ pub enum KernelError {
 ///   without any shuffle (AVX2 puts the two halves in the two 128-bit lanes of a ymm,
 ///   NEON uses two q registers).
 /// * `scales`: one f32 per block, contiguous per row.
-/// * `zps`: unpacked zero point (0..15) per block, one byte (the x86 kernels read it once
-///   per output for the zero-point term, the NEON kernels once per block).
+/// * `zps`: unpacked zero point (0..15) per block, one byte.
+/// * `offset_terms`: per output row, `128 * sum_b scale_b * sum_i (q_bi - zp_b)`: what the
+///   x86 kernels' unsigned activations `a + 128` add to the row's dot product.
 #[derive(Clone)]
 pub struct Q4Matrix {
     n: usize,
@@ -165,6 +168,8 @@ pub struct Q4Matrix {
     qs: Vec<u8>,
     scales: Vec<f32>,
     zps: Vec<u8>,
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    offset_terms: Vec<f32>,
 }
 
 impl fmt::Debug for Q4Matrix {
@@ -252,6 +257,21 @@ impl Q4Matrix {
                 })
                 .collect(),
         };
+        let offset_terms = (0..n)
+            .map(|row| {
+                (0..nb)
+                    .map(|blk| {
+                        let i = row * nb + blk;
+                        let q: i32 = qs[i * BLOCK_BYTES..(i + 1) * BLOCK_BYTES]
+                            .iter()
+                            .map(|&byte| (byte & 0x0F) as i32 + (byte >> 4) as i32)
+                            .sum();
+                        let centred = q - BLOCK as i32 * zps[i] as i32;
+                        128.0 * scales[i] as f64 * centred as f64
+                    })
+                    .sum::<f64>() as f32
+            })
+            .collect();
         Ok(Q4Matrix {
             n,
             k,
@@ -259,6 +279,7 @@ impl Q4Matrix {
             qs,
             scales: scales.to_vec(),
             zps,
+            offset_terms,
         })
     }
 
@@ -303,6 +324,11 @@ impl Q4Matrix {
     pub(crate) fn row_zps(&self, row: usize) -> &[u8] {
         &self.zps[row * self.nb..(row + 1) * self.nb]
     }
+    #[inline]
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    pub(crate) fn offset_term(&self, row: usize) -> f32 {
+        self.offset_terms[row]
+    }
 }
 
 /// A W4A8 matmul implementation.
@@ -339,9 +365,6 @@ pub(crate) struct QuantizedActs {
     pub scale: Vec<f32>,
     /// `[m, nb]` per-block sum of `q` (exact).
     pub sums: Vec<i32>,
-    /// `sums` as f32 (exact, |sum| <= 32 * 127), for the x86 zero-point term.
-    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-    pub sums_f: Vec<f32>,
 }
 
 /// `(scale, inverse scale)` for a row with absolute maximum `amax`. Shared by every
@@ -397,13 +420,7 @@ pub(crate) fn quantize_acts(
             &mut sums[r * nb..(r + 1) * nb],
         );
     }
-    let sums_f = sums.iter().map(|&s| s as f32).collect();
-    QuantizedActs {
-        q,
-        scale,
-        sums,
-        sums_f,
-    }
+    QuantizedActs { q, scale, sums }
 }
 
 /// Kernels the running CPU supports, best last (`scalar` first).

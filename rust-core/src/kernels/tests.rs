@@ -75,8 +75,9 @@ fn float_ref(x: &[f32], m: usize, w: &Q4Matrix) -> (Vec<f64>, Vec<f64>) {
 
 /// The magnitude of the terms the kernels sum for output (r, j):
 /// `a_scale * sum_b |scale_b| * sum_i |a_i| * (q_i + zp_b)`. Differences between kernels
-/// are float rounding of sums of such terms (the x86 kernels sum `q * a` and `zp * sum(a)`
-/// separately), so this is the natural normaliser for their relative error.
+/// are float rounding of sums of such terms (the x86 kernels sum `(a + 128) * (q - zp)` and
+/// subtract the offset term once), so this is the natural normaliser for their relative
+/// error.
 fn term_magnitude(acts: &QuantizedActs, r: usize, w: &Q4Matrix, j: usize) -> f64 {
     let (k, nb) = (w.k, w.nb);
     let mut t = 0f64;

@@ -1,11 +1,14 @@
 //! x86_64 kernels: AVX2 (`vpmaddubsw`) and AVX-512 VNNI (`vpdpbusd`).
 //!
-//! Both keep the weight nibbles *unsigned* (0..15): the x86 integer dot instructions take
-//! one unsigned-u8 and one signed-i8 operand, so raw nibbles x int8 activations map onto
-//! them directly, with no `q - zp` subtraction and no sign trick per block. The zero point
-//! is applied once per output as `sum_b scale_b * zp_b * sum(a_b)`, a short f32 dot product
-//! with the per-block activation sums precomputed at quantization time (it reads 1 byte of
-//! zero point per block; the scales are still in L1 from the main loop).
+//! Both offset the int8 activations to unsigned (`a + 128`: a flip of the sign bit) and
+//! centre the weight nibbles on their zero point (`q - zp`, -15..15, signed i8): the x86
+//! integer dot instructions take one unsigned-u8 and one signed-i8 operand, and
+//! `sum (a + 128)(q - zp) = sum a (q - zp) + 128 sum (q - zp)`, where the second term
+//! depends on the weights only: it is precomputed per output row at load
+//! ([`Q4Matrix::offset_term`]) and subtracted once per output. (Unsigned nibbles against
+//! signed activations would instead leave a `zp * sum(a)` term that depends on the
+//! activations: one more short dot product per output, which cost as much as the main loop
+//! for this model's K = 320 rows.)
 //!
 //! Per block the integer dot products stay in SIMD lanes: they are converted to f32 and
 //! FMA'd with the broadcast block scale into a lane accumulator, so there is only one
@@ -104,28 +107,6 @@ fn hsum_epi32(v: __m256i) -> i32 {
     _mm_cvtsi128_si32(s)
 }
 
-/// The zero-point term `sum_b scale_b * zp_b * asum_b` of one output.
-#[target_feature(enable = "avx2,fma")]
-#[inline]
-unsafe fn zp_term(scales: *const f32, zps: *const u8, asums: *const f32, nb: usize) -> f32 {
-    let mut acc = _mm256_setzero_ps();
-    let mut i = 0;
-    while i + 8 <= nb {
-        let z = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(
-            zps.add(i) as *const __m128i
-        )));
-        let sz = _mm256_mul_ps(_mm256_loadu_ps(scales.add(i)), z);
-        acc = _mm256_fmadd_ps(sz, _mm256_loadu_ps(asums.add(i)), acc);
-        i += 8;
-    }
-    let mut s = hsum_ps(acc);
-    while i < nb {
-        s += *scales.add(i) * *zps.add(i) as f32 * *asums.add(i);
-        i += 1;
-    }
-    s
-}
-
 /// AVX2 version of [`super::quantize_row_scalar`], bit-identical to it: same scale
 /// formula, and `vcvtps2dq` rounds to nearest-even like `round_ties_even`.
 /// `|x * inv| <= 127` for finite rows, so the saturating packs never clip.
@@ -171,14 +152,19 @@ fn quantize_avx2(x: &[f32], m: usize, k: usize) -> QuantizedActs {
     quantize_acts(x, m, k, |x, q, s| unsafe { quantize_row_avx2(x, q, s) })
 }
 
-/// Horizontal sums of an `R x NRR` accumulator tile (one combined `vhaddps` tree for the
-/// m = 1 case of 4 weight rows).
+/// `a + 128` as u8, for every int8 activation.
+fn offset(a: i8) -> u8 {
+    a as u8 ^ 0x80
+}
+
+/// Horizontal sums of an `R x NRR` accumulator tile (one combined `vhaddps` tree when the
+/// tile has 4 accumulators: 4 activation rows x 1 weight row, or 1 x 4).
 #[target_feature(enable = "avx2,fma")]
 #[inline]
 fn reduce<const R: usize, const NRR: usize>(acc: [[__m256; R]; NRR]) -> [[f32; R]; NRR] {
     let mut res = [[0f32; R]; NRR];
-    if R == 1 && NRR == 4 {
-        let a = |i: usize| acc[i][0];
+    if R * NRR == 4 {
+        let a = |i: usize| acc[i / R][i % R];
         // [a0 01, a0 23, a1 01, a1 23 | a0 45, a0 67, a1 45, a1 67], same for a2/a3, then
         // [a0, a1, a2, a3 | a0, a1, a2, a3] partial sums; add the halves.
         let s = _mm256_hadd_ps(_mm256_hadd_ps(a(0), a(1)), _mm256_hadd_ps(a(2), a(3)));
@@ -186,8 +172,8 @@ fn reduce<const R: usize, const NRR: usize>(acc: [[__m256; R]; NRR]) -> [[f32; R
         let mut tmp = [0f32; 4];
         // SAFETY: tmp has 4 floats.
         unsafe { _mm_storeu_ps(tmp.as_mut_ptr(), s) };
-        for (i, r) in res.iter_mut().enumerate() {
-            r[0] = tmp[i];
+        for (i, v) in tmp.into_iter().enumerate() {
+            res[i / R][i % R] = v;
         }
     } else {
         for i in 0..NRR {
@@ -199,21 +185,28 @@ fn reduce<const R: usize, const NRR: usize>(acc: [[__m256; R]; NRR]) -> [[f32; R
     res
 }
 
+/// Writes `(dot - offset term) * a_scale` for activation row `r`, weight row `j`.
+#[inline]
+fn store(w: &Q4Matrix, a_scale: &[f32], out: &mut [f32], r: usize, j: usize, dot: f32) {
+    out[r * w.n() + j] = (dot - w.offset_term(j)) * a_scale[r];
+}
+
 // ---------------------------------------------------------------------------------------
 // AVX2
 
-/// `sum_b scale_b * sum_i q[b,i] * a_t[b,i]` (no zero point) for R activation rows x NRR
-/// weight rows `ns`.
+/// `sum_b scale_b * sum_i (q[b,i] - zp_b) * (a_t[b,i] + 128)` for R activation rows
+/// (offset to u8) x NRR weight rows `ns`.
 #[target_feature(enable = "avx2,fma")]
 #[inline]
 unsafe fn tile_avx2<const R: usize, const NRR: usize>(
     w: &Q4Matrix,
     ns: [usize; NRR],
-    acts: [*const i8; R],
+    acts: [*const u8; R],
 ) -> [[f32; R]; NRR] {
     let nb = w.blocks_per_row();
     let qs: [*const u8; NRR] = core::array::from_fn(|i| w.row_qs(ns[i]).as_ptr());
     let scales: [*const f32; NRR] = core::array::from_fn(|i| w.row_scales(ns[i]).as_ptr());
+    let zps: [*const u8; NRR] = core::array::from_fn(|i| w.row_zps(ns[i]).as_ptr());
     let mask = _mm256_set1_epi8(0x0F);
     // Shift only the upper 128-bit lane by 4 (see below).
     let shift = _mm256_set_epi64x(4, 4, 0, 0);
@@ -223,19 +216,21 @@ unsafe fn tile_avx2<const R: usize, const NRR: usize>(
         for i in 0..NRR {
             // The block's 16 bytes in both 128-bit lanes (vbroadcasti128 is a pure load),
             // upper lane shifted right by 4, then masked: low lane = elements 0..16, upper
-            // lane = elements 16..32, i.e. all 32 nibbles in the activations' order, in 2
-            // ALU ops.
+            // lane = elements 16..32, i.e. all 32 nibbles in the activations' order; minus
+            // the zero point: signed -15..15.
             let v = _mm256_broadcastsi128_si256(_mm_loadu_si128(
                 qs[i].add(b * BLOCK_BYTES) as *const __m128i
             ));
-            let wq = _mm256_and_si256(_mm256_srlv_epi64(v, shift), mask);
+            let wq = _mm256_sub_epi8(
+                _mm256_and_si256(_mm256_srlv_epi64(v, shift), mask),
+                _mm256_set1_epi8(*zps[i].add(b) as i8),
+            );
             let d = _mm256_set1_ps(*scales[i].add(b));
             for t in 0..R {
                 let a = _mm256_loadu_si256(acts[t].add(b * BLOCK) as *const __m256i);
                 // vpmaddubsw multiplies u8 (first operand) by i8 (second) and adds adjacent
-                // pairs into i16: nibbles 0..15 are valid u8 as they are, and
-                // |pair| <= 2 * 15 * 127 = 3810 never saturates.
-                let p16 = _mm256_maddubs_epi16(wq, a);
+                // pairs into i16: |pair| <= 2 * 255 * 15 = 7650 never saturates.
+                let p16 = _mm256_maddubs_epi16(a, wq);
                 // vpmaddwd with ones: widen and add adjacent i16 pairs into i32 lanes.
                 let p32 = _mm256_madd_epi16(p16, ones);
                 acc[i][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p32), d, acc[i][t]);
@@ -245,43 +240,35 @@ unsafe fn tile_avx2<const R: usize, const NRR: usize>(
     reduce(acc)
 }
 
-/// Writes `(dot - zero-point term) * a_scale` for activation row `r`, weight row `j`.
-#[target_feature(enable = "avx2,fma")]
-#[inline]
-unsafe fn store(w: &Q4Matrix, acts: &QuantizedActs, out: &mut [f32], r: usize, j: usize, dot: f32) {
-    let nb = w.blocks_per_row();
-    let zp = zp_term(
-        w.row_scales(j).as_ptr(),
-        w.row_zps(j).as_ptr(),
-        acts.sums_f[r * nb..].as_ptr(),
-        nb,
-    );
-    out[r * w.n() + j] = (dot - zp) * acts.scale[r];
-}
-
 #[target_feature(enable = "avx2,fma")]
 unsafe fn matmul_avx2(x: &[f32], m: usize, w: &Q4Matrix, out: &mut [f32]) {
     let acts = quantize_avx2(x, m, w.k());
-    drive_rows!(w, &acts.q, m, tile_avx2, |r, j, dot| store(
-        w, &acts, out, r, j, dot
+    let aq: Vec<u8> = acts.q.iter().map(|&a| offset(a)).collect();
+    drive_rows!(w, &aq, m, tile_avx2, |r, j, dot| store(
+        w,
+        &acts.scale,
+        out,
+        r,
+        j,
+        dot
     ));
 }
 
 // ---------------------------------------------------------------------------------------
 // AVX-512 VNNI
 
-/// Reorders each activation row for [`tile_vnni`]: for each pair of blocks (b0, b1) the
-/// 64 bytes become `[b0[0..16], b1[0..16], b0[16..32], b1[16..32]]`, the order in which a
-/// 256-bit broadcast + per-half shift unpacks the pair's weight nibbles. A trailing odd
-/// block stays in natural order.
-fn pair_layout(q: &[i8], m: usize, k: usize) -> Vec<i8> {
-    let mut out = q.to_vec();
+/// Each activation row offset to u8 and reordered for [`tile_vnni`]: for each pair of
+/// blocks (b0, b1) the 64 bytes become `[b0[0..16], b1[0..16], b0[16..32], b1[16..32]]`,
+/// the order in which a 256-bit broadcast + per-half shift unpacks the pair's weight
+/// nibbles. A trailing odd block stays in natural order.
+fn pair_layout(q: &[i8], m: usize, k: usize) -> Vec<u8> {
+    let mut out: Vec<u8> = q.iter().map(|&a| offset(a)).collect();
     let pairs = k / BLOCK / 2;
     for r in 0..m {
         for p in 0..pairs {
             let o = r * k + p * 2 * BLOCK;
-            out[o + 16..o + 32].copy_from_slice(&q[o + 32..o + 48]);
-            out[o + 32..o + 48].copy_from_slice(&q[o + 16..o + 32]);
+            // Swap the middle two 16-byte quarters.
+            out[o + 16..o + 48].rotate_left(16);
         }
     }
     out
@@ -293,12 +280,17 @@ fn pair_layout(q: &[i8], m: usize, k: usize) -> Vec<i8> {
 unsafe fn tile_vnni<const R: usize, const NRR: usize>(
     w: &Q4Matrix,
     ns: [usize; NRR],
-    acts: [*const i8; R],
+    acts: [*const u8; R],
 ) -> [[f32; R]; NRR] {
     let nb = w.blocks_per_row();
     let qs: [*const u8; NRR] = core::array::from_fn(|i| w.row_qs(ns[i]).as_ptr());
     let scales: [*const f32; NRR] = core::array::from_fn(|i| w.row_scales(ns[i]).as_ptr());
+    let zps: [*const u8; NRR] = core::array::from_fn(|i| w.row_zps(ns[i]).as_ptr());
     let mask = _mm512_set1_epi8(0x0F);
+    // Byte 0 (block 2p's zero point) into 128-bit lanes 0 and 2, byte 1 (block 2p+1's) into
+    // lanes 1 and 3: the lanes of `[b0 lo, b1 lo, b0 hi, b1 hi]`.
+    let ones = 0x0101_0101_0101_0101;
+    let zp_lanes = _mm512_set_epi64(ones, ones, 0, 0, ones, ones, 0, 0);
     // Shift only the upper 256 bits by 4.
     let shift = _mm512_set_epi64(4, 4, 4, 4, 0, 0, 0, 0);
     // i32 lanes of the dot product: 0..4 block 0, 4..8 block 1, 8..12 block 0, 12..16 block 1.
@@ -308,11 +300,13 @@ unsafe fn tile_vnni<const R: usize, const NRR: usize>(
         for i in 0..NRR {
             // 32 bytes = blocks (2p, 2p+1) broadcast to [v0, v1, v0, v1] (a pure load),
             // upper half shifted by 4 and masked: [b0 lo, b1 lo, b0 hi, b1 hi] nibbles,
-            // matching `pair_layout`. 2 ALU ops for 64 weights.
+            // matching `pair_layout`; minus the zero points: signed -15..15.
             let v = _mm512_broadcast_i64x4(_mm256_loadu_si256(
                 qs[i].add(p * 2 * BLOCK_BYTES) as *const __m256i
             ));
-            let wq = _mm512_and_si512(_mm512_srlv_epi64(v, shift), mask);
+            let zp_pair = (zps[i].add(2 * p) as *const u16).read_unaligned() as i16;
+            let zp = _mm512_shuffle_epi8(_mm512_set1_epi16(zp_pair), zp_lanes);
+            let wq = _mm512_sub_epi8(_mm512_and_si512(_mm512_srlv_epi64(v, shift), mask), zp);
             // Masked load: never reads past the two scales of this pair.
             let d =
                 _mm512_permutexvar_ps(scale_idx, _mm512_maskz_loadu_ps(0b11, scales[i].add(2 * p)));
@@ -320,7 +314,7 @@ unsafe fn tile_vnni<const R: usize, const NRR: usize>(
                 let a = _mm512_loadu_si512(acts[t].add(p * 2 * BLOCK) as *const _);
                 // vpdpbusd: u8 x i8, groups of 4 products summed straight into i32 lanes
                 // (one instruction instead of maddubs + madd, no i16 intermediate).
-                let dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wq, a);
+                let dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), a, wq);
                 acc[i][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), d, acc[i][t]);
             }
         }
@@ -343,11 +337,14 @@ unsafe fn tile_vnni<const R: usize, const NRR: usize>(
             let v = _mm256_broadcastsi128_si256(_mm_loadu_si128(
                 qs[i].add(b * BLOCK_BYTES) as *const __m128i
             ));
-            let wq = _mm256_and_si256(_mm256_srlv_epi64(v, shift), mask);
+            let wq = _mm256_sub_epi8(
+                _mm256_and_si256(_mm256_srlv_epi64(v, shift), mask),
+                _mm256_set1_epi8(*zps[i].add(b) as i8),
+            );
             let d = _mm256_set1_ps(*scales[i].add(b));
             for t in 0..R {
                 let a = _mm256_loadu_si256(acts[t].add(b * BLOCK) as *const __m256i);
-                let dot = _mm256_dpbusd_epi32(_mm256_setzero_si256(), wq, a);
+                let dot = _mm256_dpbusd_epi32(_mm256_setzero_si256(), a, wq);
                 acc256[i][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), d, acc256[i][t]);
             }
         }
@@ -360,6 +357,11 @@ unsafe fn matmul_vnni(x: &[f32], m: usize, w: &Q4Matrix, out: &mut [f32]) {
     let acts = quantize_avx2(x, m, w.k());
     let aq = pair_layout(&acts.q, m, w.k());
     drive_rows!(w, &aq, m, tile_vnni, |r, j, dot| store(
-        w, &acts, out, r, j, dot
+        w,
+        &acts.scale,
+        out,
+        r,
+        j,
+        dot
     ));
 }
