@@ -1,5 +1,6 @@
 // A minimal nextword keyboard extension: a 3-slot suggestion bar over a small QWERTY layout.
-// Suggestions come from the text before the cursor; tapping one replaces the word being typed.
+// Suggestions come from the text before the cursor; tapping one replaces the word being typed,
+// long-pressing one blocks it and forgets it if it was learned.
 import NextWord
 import UIKit
 
@@ -97,6 +98,19 @@ final class KeyboardViewController: UIInputViewController {
         refreshSuggestions()
     }
 
+    @objc private func suggestionLongPressed(_ gesture: UILongPressGestureRecognizer) {
+        guard gesture.state == .began,
+              let button = gesture.view as? UIButton,
+              let word = button.title(for: .normal), !word.isEmpty,
+              let predictor
+        else { return }
+        Task { @MainActor in
+            _ = try? await predictor.blockWord(word)
+            _ = try? await predictor.removeWord(word)
+            refreshSuggestions()
+        }
+    }
+
     @objc private func keyTapped(_ sender: UIButton) {
         guard let key = sender.title(for: .normal) else { return }
         switch key {
@@ -126,6 +140,8 @@ final class KeyboardViewController: UIInputViewController {
             let button = UIButton(type: .system)
             button.titleLabel?.font = .systemFont(ofSize: 17)
             button.addTarget(self, action: #selector(suggestionTapped(_:)), for: .touchUpInside)
+            button.addGestureRecognizer(
+                UILongPressGestureRecognizer(target: self, action: #selector(suggestionLongPressed(_:))))
             suggestionButtons.append(button)
             suggestionBar.addArrangedSubview(button)
         }

@@ -1,5 +1,6 @@
 package io.nextword
 
+import io.nextword.ffi.LearnedWord
 import io.nextword.ffi.LogLevel
 import io.nextword.ffi.ModelInfo
 import io.nextword.ffi.NextwordException
@@ -81,6 +82,43 @@ class NextWord private constructor(
         require(max >= 0) { "max must not be negative, was $max" }
         return predictor.suggest(textBeforeCursor, max.toUInt())
     }
+
+    // The user's model (PredictorConfig.userDir; in memory only when it is null). Each call
+    // runs on the same one-at-a-time dispatcher as [suggest], so a keyboard can call them
+    // from the main thread; writes to userDir are atomic.
+
+    /**
+     * Learns text the user committed: call it when text is committed (a word finished, a field
+     * left), not per keystroke. False when incognito: nothing was learned or written.
+     */
+    suspend fun learn(committedText: String): Boolean = onModel { learn(committedText) }
+
+    /** Adds [word] to the user's dictionary; false when incognito. */
+    suspend fun addWord(word: String): Boolean = onModel { addWord(word) }
+
+    /** Forgets a learned or added word (long-press "forget"); whether it was known. */
+    suspend fun removeWord(word: String): Boolean = onModel { removeWord(word) }
+
+    /** Never suggests [word] again, in any casing (long-press "block"). */
+    suspend fun blockWord(word: String): Boolean = onModel { blockWord(word) }
+
+    /** Allows a blocked word again; whether it was blocked. */
+    suspend fun unblockWord(word: String): Boolean = onModel { unblockWord(word) }
+
+    /** The user's words, strongest first. */
+    suspend fun learnedWords(): List<LearnedWord> = onModel { listLearnedWords() }
+
+    /** Forgets every learned and added word (blocked words stay blocked). */
+    suspend fun clearLearned(): Boolean = onModel { clearLearned() }
+
+    /**
+     * Incognito for the field being edited (password fields,
+     * `IME_FLAG_NO_PERSONALIZED_LEARNING`): nothing is learned or written while it is on;
+     * suggestions still work.
+     */
+    suspend fun setIncognito(on: Boolean) = onModel { setIncognito(on) }
+
+    private suspend fun <T> onModel(call: Predictor.() -> T): T = withContext(dispatcher) { predictor.call() }
 
     /**
      * Frees the model now, not at garbage collection. Later calls throw

@@ -138,6 +138,33 @@ class NextWordTest {
     }
 
     @Test
+    fun learnedWordsAreSuggestedKeptBlockedAndNeverLearnedInIncognito() = runBlocking {
+        val userDir = Files.createTempDirectory("nextword-user").toFile()
+        val config = NextWord.defaultConfig().apply { this.userDir = userDir.path }
+        NextWord.open(bundleDir, config).use { own ->
+            assertTrue(own.suggest("I met Sao", 3).none { it.text == "Saoirse" })
+            assertTrue(own.learn("Saoirse said hello. "))
+            assertTrue(own.learn("I met Saoirse today. "))
+            assertTrue(own.suggest("I met Sao", 3).toString(), own.suggest("I met Sao", 3).any { it.text == "Saoirse" })
+            own.setIncognito(true)
+            assertTrue(!own.learn("Zebedee is my password. "))
+            own.setIncognito(false)
+        }
+        // Persisted in userDir: a new instance knows the word; the incognito text left no trace.
+        NextWord.open(bundleDir, config).use { own ->
+            val words = own.learnedWords().map { it.word }
+            assertTrue(words.toString(), "Saoirse" in words && "Zebedee" !in words)
+            assertTrue(own.blockWord("saoirse"))
+            assertTrue(own.suggest("I met Sao", 3).none { it.text.equals("Saoirse", ignoreCase = true) })
+            assertTrue(own.unblockWord("Saoirse"))
+            assertTrue(own.removeWord("Saoirse"))
+            assertTrue(own.learnedWords().none { it.word == "Saoirse" })
+        }
+        userDir.deleteRecursively()
+        Unit
+    }
+
+    @Test
     fun callsAfterCloseThrowClosed() {
         val own = NextWord.open(bundleDir)
         assertTrue(own.suggestBlocking("I will see you ", 3).isNotEmpty())

@@ -6,6 +6,7 @@ import android.view.View
 import android.view.inputmethod.EditorInfo
 import android.widget.Button
 import android.widget.LinearLayout
+import android.widget.Toast
 import io.nextword.LatestKeystrokeWins
 import io.nextword.NextWord
 import io.nextword.openAsset
@@ -18,7 +19,11 @@ import kotlinx.coroutines.withContext
 /**
  * A minimal keyboard with nextword suggestions: three letter rows, space and backspace, and a
  * strip of three suggestions above them. Tapping a suggestion replaces the word being typed
- * (or adds the next word) followed by a space.
+ * (or adds the next word) followed by a space; long-pressing one blocks and forgets it.
+ *
+ * What the user types in a field is learned when they leave it, unless the field's
+ * [InputPolicy] forbids learning (the predictor is also put in incognito there, so nothing
+ * reaches its store even by mistake). The user's model lives in the app's files dir.
  *
  * The model bundle ships in the APK's assets under `nextword/en` and is opened off the main
  * thread; until it is open, and in fields whose [InputPolicy] forbids it, the strip is empty.
@@ -29,6 +34,9 @@ open class NextWordKeyboardService : InputMethodService() {
     private var suggestions: LatestKeystrokeWins? = null
     private var strip: SuggestionStrip? = null
     private var policy = InputPolicy.OFF
+
+    /** What this keyboard typed in the current field (what is learned when it is left). */
+    private val typedInField = StringBuilder()
 
     /** Whether the model is open (suggestions can be shown). */
     val isModelOpen: Boolean get() = suggestions != null
@@ -47,6 +55,7 @@ open class NextWordKeyboardService : InputMethodService() {
             val opened = withContext(Dispatchers.IO) { runCatching { openPredictor() } }
             opened.onSuccess { model ->
                 nextWord = model
+                model.setIncognito(!policy.learning)
                 suggestions = LatestKeystrokeWins(scope, model, max = 3) { text, words ->
                     strip?.show(words.map { it.text })
                     shownFor = text
@@ -56,12 +65,17 @@ open class NextWordKeyboardService : InputMethodService() {
         }
     }
 
-    /** Opens the model; blocking, called off the main thread. */
-    protected open fun openPredictor(): NextWord = NextWord.openAsset(this, "nextword/en")
+    /** Opens the model with the user's model in the app's files dir; blocking, off the main thread. */
+    protected open fun openPredictor(): NextWord =
+        NextWord.openAsset(
+            this,
+            "nextword/en",
+            NextWord.defaultConfig().apply { userDir = java.io.File(filesDir, "nextword-user").path },
+        )
 
     override fun onCreateInputView(): View {
         val keyboard = LinearLayout(this).apply { orientation = LinearLayout.VERTICAL }
-        strip = SuggestionStrip(this, ::pick).also { keyboard.addView(it) }
+        strip = SuggestionStrip(this, onPick = ::pick, onLongPress = ::forget).also { keyboard.addView(it) }
         for (row in LETTER_ROWS) {
             keyboard.addView(keyRow(row.map { letter -> letter.toString() to { type(letter.toString()) } }))
         }
@@ -87,11 +101,14 @@ open class NextWordKeyboardService : InputMethodService() {
     override fun onStartInput(attribute: EditorInfo?, restarting: Boolean) {
         super.onStartInput(attribute, restarting)
         policy = InputPolicy.of(attribute)
+        typedInField.clear()
+        nextWord?.let { model -> scope.launch { model.setIncognito(!policy.learning) } }
         requestedFor = null
         refresh()
     }
 
     override fun onFinishInput() {
+        learnTypedText()
         suggestions?.cancel()
         strip?.clear()
         shownFor = null
@@ -110,11 +127,13 @@ open class NextWordKeyboardService : InputMethodService() {
     /** A key: inserts [text] at the cursor. */
     fun type(text: String) {
         currentInputConnection?.commitText(text, 1) ?: return
+        typedInField.append(text)
         refresh()
     }
 
     fun deleteBackward() {
         currentInputConnection?.deleteSurroundingText(1, 0) ?: return
+        if (typedInField.isNotEmpty()) typedInField.setLength(typedInField.length - 1)
         refresh()
     }
 
@@ -127,7 +146,30 @@ open class NextWordKeyboardService : InputMethodService() {
         if (partial.isNotEmpty()) connection.deleteSurroundingText(partial.length, 0)
         connection.commitText("$word ", 1)
         connection.endBatchEdit()
+        if (typedInField.endsWith(partial)) typedInField.setLength(typedInField.length - partial.length)
+        typedInField.append("$word ")
         refresh()
+    }
+
+    /** A suggestion was long-pressed: never suggest it again, and forget it if it was learned. */
+    fun forget(word: String) {
+        val model = nextWord ?: return
+        scope.launch {
+            model.blockWord(word)
+            model.removeWord(word)
+            Toast.makeText(this@NextWordKeyboardService, "“$word” will not be suggested again", Toast.LENGTH_SHORT).show()
+            requestedFor = null
+            refresh()
+        }
+    }
+
+    /** Learns what was typed in the field being left, where its policy allows. */
+    private fun learnTypedText() {
+        val model = nextWord
+        val text = typedInField.toString()
+        typedInField.clear()
+        if (model == null || !policy.learning || text.isBlank()) return
+        scope.launch { runCatching { model.learn(text) }.onFailure { Log.w(TAG, "learning failed", it) } }
     }
 
     private fun refresh() {
@@ -145,6 +187,7 @@ open class NextWordKeyboardService : InputMethodService() {
     }
 
     override fun onDestroy() {
+        learnTypedText()
         scope.cancel()
         nextWord?.close()
         super.onDestroy()

@@ -5,14 +5,26 @@ import android.view.Gravity
 import android.widget.LinearLayout
 import android.widget.TextView
 
-/** The row of three suggestion slots above the keys; the best suggestion sits in the middle. */
-class SuggestionStrip(context: Context, private val onPick: (String) -> Unit) : LinearLayout(context) {
+/**
+ * The row of three suggestion slots above the keys; the best suggestion sits in the middle.
+ * A tap picks the slot's word, a long press hands it to [onLongPress] (block / forget).
+ */
+class SuggestionStrip(
+    context: Context,
+    private val onPick: (String) -> Unit,
+    private val onLongPress: (String) -> Unit,
+) : LinearLayout(context) {
     private val slots = List(SLOTS) {
         TextView(context).apply {
             gravity = Gravity.CENTER
             textSize = 18f
             setPadding(0, PADDING, 0, PADDING)
             setOnClickListener { view -> (view as TextView).text.toString().takeIf { it.isNotEmpty() }?.let(onPick) }
+            setOnLongClickListener { view ->
+                val word = (view as TextView).text.toString()
+                if (word.isNotEmpty()) onLongPress(word)
+                word.isNotEmpty()
+            }
         }
     }
 
@@ -36,6 +48,9 @@ class SuggestionStrip(context: Context, private val onPick: (String) -> Unit) : 
 
     /** Taps the slot at [index] (0 = left), as a user's finger would. */
     fun tap(index: Int) = slots[index].performClick()
+
+    /** Long-presses the slot at [index] (0 = left). */
+    fun longPress(index: Int) = slots[index].performLongClick()
 
     private companion object {
         const val SLOTS = 3

@@ -23,7 +23,8 @@ import org.robolectric.annotation.Config
 @RunWith(RobolectricTestRunner::class)
 @Config(sdk = [34])
 class InputPolicyTest {
-    private fun policy(type: Int) = InputPolicy.of(EditorInfo().apply { inputType = type })
+    private fun policy(type: Int, options: Int = 0) =
+        InputPolicy.of(EditorInfo().apply { inputType = type; imeOptions = options })
 
     @Test
     fun freeTextGetsSuggestions() {
@@ -32,7 +33,15 @@ class InputPolicyTest {
             TYPE_CLASS_TEXT or TYPE_TEXT_FLAG_CAP_SENTENCES or TYPE_TEXT_FLAG_MULTI_LINE,
             TYPE_CLASS_TEXT or TYPE_TEXT_VARIATION_SHORT_MESSAGE,
             TYPE_CLASS_TEXT or TYPE_TEXT_VARIATION_EMAIL_ADDRESS,
-        )) assertEquals("type $type", InputPolicy(suggestions = true), policy(type))
+        )) assertEquals("type $type", InputPolicy(suggestions = true, learning = true), policy(type))
+    }
+
+    @Test
+    fun noPersonalizedLearningKeepsSuggestionsButLearnsNothing() {
+        assertEquals(
+            InputPolicy(suggestions = true, learning = false),
+            policy(TYPE_CLASS_TEXT, EditorInfo.IME_FLAG_NO_PERSONALIZED_LEARNING),
+        )
     }
 
     @Test

@@ -126,6 +126,20 @@ class NextWordKeyboardServiceTest {
     }
 
     @Test
+    fun longPressingASuggestionBlocksIt() {
+        keyboard.onStartInput(textField(), false)
+        typeKeys("i will see you ")
+        waitForSuggestionsOf("i will see you ")
+        val best = strip.shown[1]
+        assertTrue("${strip.shown}", best.isNotEmpty())
+        strip.longPress(1)
+        waitUntil("'$best' is gone from the strip") {
+            keyboard.shownFor == "i will see you " && best !in strip.shown
+        }
+        assertEquals("long press changes no text", "i will see you ", keyboard.field.text)
+    }
+
+    @Test
     fun backspaceUpdatesTheSuggestions() {
         keyboard.onStartInput(textField(), false)
         typeKeys("see you tomx")
