@@ -59,7 +59,9 @@ PY
 # ---- build and run ----
 cd fuzz
 tb=$(date +%s)
-nice -n "$nice_level" cargo +nightly fuzz build -O $targets
+for t in $targets; do # cargo fuzz builds one named target per call
+  nice -n "$nice_level" cargo +nightly fuzz build -O "$t"
+done
 echo "fuzz: targets built in $(( $(date +%s) - tb )) s"
 summary=""
 status=0
