@@ -158,8 +158,9 @@ pub enum KernelError {
 ///   NEON uses two q registers).
 /// * `scales`: one f32 per block, contiguous per row.
 /// * `zps`: unpacked zero point (0..15) per block, one byte.
-/// * `offset_terms`: per output row, `128 * sum_b scale_b * sum_i (q_bi - zp_b)`: what the
-///   x86 kernels' unsigned activations `a + 128` add to the row's dot product.
+/// * `offset_terms` (x86_64 only): per output row, `128 * sum_b scale_b * sum_i (q_bi - zp_b)`:
+///   what the x86 kernels' unsigned activations `a + 128` add to the row's dot product. Other
+///   targets skip this pass over every weight at load.
 #[derive(Clone)]
 pub struct Q4Matrix {
     n: usize,
@@ -168,7 +169,7 @@ pub struct Q4Matrix {
     qs: Vec<u8>,
     scales: Vec<f32>,
     zps: Vec<u8>,
-    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    #[cfg(target_arch = "x86_64")]
     offset_terms: Vec<f32>,
 }
 
@@ -257,6 +258,7 @@ impl Q4Matrix {
                 })
                 .collect(),
         };
+        #[cfg(target_arch = "x86_64")]
         let offset_terms = (0..n)
             .map(|row| {
                 (0..nb)
@@ -279,6 +281,7 @@ impl Q4Matrix {
             qs,
             scales: scales.to_vec(),
             zps,
+            #[cfg(target_arch = "x86_64")]
             offset_terms,
         })
     }
@@ -325,7 +328,7 @@ impl Q4Matrix {
         &self.zps[row * self.nb..(row + 1) * self.nb]
     }
     #[inline]
-    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    #[cfg(target_arch = "x86_64")]
     pub(crate) fn offset_term(&self, row: usize) -> f32 {
         self.offset_terms[row]
     }
