@@ -92,6 +92,16 @@ class NextWordKeyboardServiceTest {
     private fun waitForSuggestionsOf(text: String) =
         waitUntil("suggestions for '$text' are shown") { keyboard.shownFor == text }
 
+    /** In a new text field, types [text] and returns the word its suggestions put in [slot]. */
+    private fun typeAndReadSlot(text: String, slot: Int): String {
+        keyboard.onStartInput(textField(), false)
+        typeKeys(text)
+        waitForSuggestionsOf(text)
+        val word = strip.shown[slot]
+        assertTrue("${strip.shown}", word.isNotEmpty())
+        return word
+    }
+
     @Test
     fun typingAPartialWordShowsCompletionsAndTappingReplacesIt() {
         keyboard.onStartInput(textField(), false)
@@ -116,22 +126,14 @@ class NextWordKeyboardServiceTest {
 
     @Test
     fun tappingAfterASpaceAddsTheNextWord() {
-        keyboard.onStartInput(textField(), false)
-        typeKeys("i will see you ")
-        waitForSuggestionsOf("i will see you ")
-        val left = strip.shown[0]
-        assertTrue("${strip.shown}", left.isNotEmpty())
+        val left = typeAndReadSlot("i will see you ", 0)
         strip.tap(0)
         assertEquals("i will see you $left ", keyboard.field.text)
     }
 
     @Test
     fun longPressingASuggestionBlocksIt() {
-        keyboard.onStartInput(textField(), false)
-        typeKeys("i will see you ")
-        waitForSuggestionsOf("i will see you ")
-        val best = strip.shown[1]
-        assertTrue("${strip.shown}", best.isNotEmpty())
+        val best = typeAndReadSlot("i will see you ", 1)
         strip.longPress(1)
         waitUntil("'$best' is gone from the strip") {
             keyboard.shownFor == "i will see you " && best !in strip.shown
