@@ -20,6 +20,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(|n| SENTENCE[..n].to_string())
         .collect();
 
+    // No suggestion asked for: the core returns at once, so this is the cost of the call alone.
+    let empty = time_per_call(20_000, || {
+        predictor
+            .suggest("I will see you tom".into(), 0)
+            .map(|_| ())
+    })?;
     // The same text again and again: the core's context and word tree are cached, so this is
     // mostly the cost of the call itself.
     let repeated = time_per_call(2_000, || {
@@ -34,6 +40,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         i += 1;
         predictor.suggest(text, 3).map(|_| ())
     })?;
+    println!("rust  max 0         : {:8.1} us/call", empty);
     println!("rust  repeated text : {:8.1} us/call", repeated);
     println!("rust  typing        : {:8.1} us/call", typing);
     Ok(())

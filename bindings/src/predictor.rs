@@ -22,6 +22,8 @@ pub struct PredictorConfig {
     pub block_offensive: bool,
     /// Offer corrections when the typed word looks like a typo.
     pub typo_correction: bool,
+    /// Also offer a two-word phrase (kind `Phrase`) when the model is confident of both words.
+    pub phrases: bool,
 }
 
 impl From<PredictorConfig> for core::Config {
@@ -33,6 +35,7 @@ impl From<PredictorConfig> for core::Config {
             incognito: c.incognito,
             block_offensive: c.block_offensive,
             typo_correction: c.typo_correction,
+            phrases: c.phrases,
             ..core::Config::default()
         }
     }
@@ -49,6 +52,7 @@ pub fn default_config() -> PredictorConfig {
         incognito: c.incognito,
         block_offensive: c.block_offensive,
         typo_correction: c.typo_correction,
+        phrases: c.phrases,
     }
 }
 
@@ -62,6 +66,9 @@ pub enum SuggestionKind {
     Correction,
     /// Exactly what was typed, offered next to corrections.
     Verbatim,
+    /// The top word and the word expected after it ("see you" → "tomorrow morning"), right
+    /// after that word's own suggestion.
+    Phrase,
 }
 
 #[derive(Debug, Clone, PartialEq, uniffi::Record)]
@@ -82,6 +89,7 @@ impl From<core::Suggestion> for Suggestion {
                 core::SuggestionKind::Completion => SuggestionKind::Completion,
                 core::SuggestionKind::Correction => SuggestionKind::Correction,
                 core::SuggestionKind::Verbatim => SuggestionKind::Verbatim,
+                core::SuggestionKind::Phrase => SuggestionKind::Phrase,
             },
         }
     }

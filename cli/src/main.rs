@@ -45,6 +45,9 @@ struct Common {
     /// Read the user's store but learn and write nothing.
     #[arg(long, global = true)]
     incognito: bool,
+    /// Also offer a two-word phrase when the model is confident of both words.
+    #[arg(long, global = true)]
+    phrases: bool,
 }
 
 #[derive(Subcommand)]
@@ -240,6 +243,7 @@ fn open(common: &Common) -> Result<Predictor> {
             matmul: common.matmul,
             user_dir: common.user_dir.clone(),
             incognito: common.incognito,
+            phrases: common.phrases,
             trust: common.trust.policy()?,
             weights_key: common.trust.weights_key()?,
             ..Config::default()

@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::lm::{KvCache, LanguageModel, Step, MASKED};
 use crate::ops::MatMulImpl;
 use crate::personal::{self, Candidates, LearnedWord, Personal, PersonalConfig, Ranked};
-use crate::text::{analyse, capitalize, fold, MAX_PARTIAL_CHARS};
+use crate::text::{analyse, capitalize, fold, Analysis, MAX_PARTIAL_CHARS};
 use crate::vocab::Vocab;
 
 /// Most suggestions one call returns.
@@ -43,6 +43,9 @@ pub struct Config {
     pub block_offensive: bool,
     /// Offer corrections when the word being typed looks like a typo.
     pub typo_correction: bool,
+    /// Offer a two-word phrase (the top word and the word after it) when the model is
+    /// confident of both; see [`SuggestionKind::Phrase`].
+    pub phrases: bool,
     /// Which bundle signers are accepted. The default accepts unsigned development bundles;
     /// production apps pin their keys (see [`crate::trust::TrustPolicy`]).
     pub trust: crate::trust::TrustPolicy,
@@ -60,6 +63,7 @@ impl Default for Config {
             incognito: false,
             block_offensive: true,
             typo_correction: true,
+            phrases: false,
             trust: crate::trust::TrustPolicy::development(),
             weights_key: None,
         }
@@ -77,6 +81,9 @@ pub enum SuggestionKind {
     Correction,
     /// Exactly what was typed, offered next to corrections.
     Verbatim,
+    /// The top word and the word the model expects after it ("see you" → "tomorrow
+    /// morning"), placed right after that word's own suggestion (with [`Config::phrases`]).
+    Phrase,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -96,6 +103,10 @@ struct ContextState {
     /// Word-search tokens already decoded after this context, by path of word tokens: the
     /// next keystroke of the same word mostly walks paths the previous one decoded.
     tree: HashMap<Vec<u32>, TreeNode>,
+    /// The state after this context and the last phrase's first word, with the search for the
+    /// word after it: the next keystrokes of the same word reuse it, and it becomes the context
+    /// when the user commits that word.
+    follow: Option<Box<ContextState>>,
 }
 
 struct TreeNode {
@@ -107,6 +118,15 @@ struct TreeNode {
     end_logp: f32,
 }
 
+/// Least probability of a phrase's first word given the context and what was typed of it.
+const PHRASE_MIN_FIRST: f32 = 0.5;
+/// Least probability of a phrase's second word given the context and the first.
+const PHRASE_MIN_NEXT: f32 = 0.35;
+/// Least probability of both words together (given what was typed).
+const PHRASE_MIN_JOINT: f32 = 0.25;
+/// Next words the phrase search keeps: the best one that is not blocked is the second word.
+const PHRASE_NEXT_CANDIDATES: usize = 3;
+
 /// Tree nodes kept per context before the tree is dropped and decoded anew.
 const MAX_TREE_NODES: usize = 192;
 
@@ -117,7 +137,30 @@ impl ContextState {
             cache,
             next_logp: log_softmax(logits),
             tree: HashMap::new(),
+            follow: None,
         }
+    }
+
+    /// The state after this context followed by `path`, a path of the tree (else `None`):
+    /// its keys and values gathered from the tree's slots, no model call.
+    fn after_path(&self, path: &[u32]) -> Result<Option<ContextState>> {
+        let Some(node) = self.tree.get(path) else {
+            return Ok(None);
+        };
+        let slots: Vec<usize> = (1..=path.len())
+            .map(|k| self.tree[&path[..k]].slot)
+            .collect();
+        let cache = self
+            .cache
+            .gathered(self.ids.len(), &slots)
+            .map_err(Error::inference)?;
+        Ok(Some(ContextState {
+            ids: [&self.ids[..], path].concat(),
+            cache,
+            next_logp: node.next_logp.clone(),
+            tree: HashMap::new(),
+            follow: None,
+        }))
     }
 }
 
@@ -252,23 +295,34 @@ impl Predictor {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut state = self.update_context(guard.take(), ids)?;
+        let suggestions = self.suggest_after(&mut state, &a, max);
+        *guard = Some(state);
+        suggestions
+    }
+
+    /// [`Predictor::suggest`] once the context's state is up to date.
+    fn suggest_after(
+        &self,
+        state: &mut ContextState,
+        a: &Analysis,
+        max: usize,
+    ) -> Result<Vec<Suggestion>> {
         let kind = if a.partial.is_empty() {
             SuggestionKind::NextWord
         } else {
             SuggestionKind::Completion
         };
         let typed = fold(a.partial);
-        let words = self
-            .search_words(&mut state, &typed, max + self.personal.extra_candidates())
-            .and_then(|model| self.personal_candidates(&mut state, &typed, model));
-        *guard = Some(state);
-        drop(guard);
+        let found = self.search_words(state, &typed, max + self.personal.extra_candidates())?;
+        let model = found.iter().map(|f| (f.text.clone(), f.logp)).collect();
+        let candidates = self.personal_candidates(state, &typed, model)?;
         let prev = personal::previous_word(a.context);
-        let words = self.personal.rerank(words?, &typed, prev, kind);
+        let words = self.personal.rerank(candidates, &typed, prev, kind);
         let typed_capital = a.partial.chars().any(char::is_uppercase);
         let typed_len = a.partial.chars().count();
-        let mut seen = HashMap::new();
-        let mut out: Vec<Suggestion> = Vec::new();
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        // Each suggestion with the word it shows.
+        let mut out: Vec<(Suggestion, String)> = Vec::new();
         for Ranked {
             word,
             probability,
@@ -286,21 +340,28 @@ impl Predictor {
             } else if a.sentence_start && a.partial.is_empty() {
                 capitalize(&word)
             } else {
-                word
+                word.clone()
             };
             match seen.get(&text) {
                 Some(&i) => {
-                    let s: &mut Suggestion = &mut out[i];
-                    s.score += score;
+                    out[i].0.score += score;
                 }
                 None => {
                     seen.insert(text.clone(), out.len());
-                    out.push(Suggestion { text, score, kind });
+                    out.push((Suggestion { text, score, kind }, word));
                 }
             }
         }
-        out.sort_by(|x, y| y.score.total_cmp(&x.score));
+        out.sort_by(|x, y| y.0.score.total_cmp(&x.0.score));
         out.truncate(max);
+        if self.config.phrases && max >= 2 && !out.is_empty() {
+            let (first, word) = &out[0];
+            if let Some(phrase) = self.phrase(state, first, word, &found, typed.is_empty())? {
+                out.insert(1, (phrase, String::new()));
+                out.truncate(max);
+            }
+        }
+        let mut out: Vec<Suggestion> = out.into_iter().map(|(s, _)| s).collect();
         // Next to corrections, what was typed stays one tap away.
         if max >= 2
             && out.iter().any(|s| s.kind == SuggestionKind::Correction)
@@ -315,6 +376,65 @@ impl Predictor {
             });
         }
         Ok(out)
+    }
+
+    /// `first` (showing the search's word `word`) followed by the word the model expects after
+    /// it, when the model is confident of both: `word` given the context and what was typed of
+    /// it, and the next word given the context and `word`. The search for the next word is kept
+    /// in `ctx.follow`, for the next keystrokes and for when `word` is committed.
+    fn phrase(
+        &self,
+        ctx: &mut ContextState,
+        first: &Suggestion,
+        word: &str,
+        found: &[Found],
+        next_word: bool,
+    ) -> Result<Option<Suggestion>> {
+        if !matches!(
+            first.kind,
+            SuggestionKind::NextWord | SuggestionKind::Completion
+        ) {
+            return Ok(None);
+        }
+        let Some(f) = found.iter().find(|f| f.text == word) else {
+            return Ok(None);
+        };
+        // Next words' probabilities are over all words already; a completion's are normalised
+        // over the words found for the typed prefix (the best few: nearly all of its mass).
+        let mass: f32 = if next_word {
+            1.0
+        } else {
+            found.iter().map(|f| f.logp.exp()).sum()
+        };
+        let p_first = f.logp.exp() / mass;
+        if p_first < PHRASE_MIN_FIRST {
+            return Ok(None);
+        }
+        let mut follow = match ctx.follow.take() {
+            Some(s) if s.ids.len() == ctx.ids.len() + f.path.len() && s.ids.ends_with(&f.path) => s,
+            _ => match ctx.after_path(&f.path)? {
+                Some(s) => Box::new(s),
+                None => return Ok(None),
+            },
+        };
+        let next = self.search_words(&mut follow, &[], PHRASE_NEXT_CANDIDATES);
+        ctx.follow = Some(follow);
+        let Some(second) = next?.into_iter().find(|n| self.personal.may_show(&n.text)) else {
+            return Ok(None);
+        };
+        let p_second = second.logp.exp();
+        if p_second < PHRASE_MIN_NEXT || p_first * p_second < PHRASE_MIN_JOINT {
+            return Ok(None);
+        }
+        log::trace!(
+            "phrase {word} {}: {p_first:.2} × {p_second:.2}",
+            second.text
+        );
+        Ok(Some(Suggestion {
+            text: format!("{} {}", first.text, second.text),
+            score: first.score * p_second,
+            kind: SuggestionKind::Phrase,
+        }))
     }
 
     fn context_ids(&self, context: &str, starts_field: bool) -> Result<Vec<u32>> {
@@ -340,28 +460,18 @@ impl Predictor {
         previous: Option<ContextState>,
         ids: Vec<u32>,
     ) -> Result<ContextState> {
-        if let Some(prev) = previous {
+        if let Some(mut prev) = previous {
             if prev.ids == ids {
                 return Ok(prev);
+            }
+            if let Some(follow) = prev.follow.take().filter(|f| f.ids == ids) {
+                return Ok(*follow);
             }
             if ids.len() > prev.ids.len() && ids.starts_with(&prev.ids) {
                 // The word just committed is usually a path the word search already decoded
                 // (it was suggested or completed): its keys and values are in the cache.
-                let added = &ids[prev.ids.len()..];
-                if let Some(node) = prev.tree.get(added) {
-                    let slots: Vec<usize> = (1..=added.len())
-                        .map(|k| prev.tree[&added[..k]].slot)
-                        .collect();
-                    let cache = prev
-                        .cache
-                        .gathered(prev.ids.len(), &slots)
-                        .map_err(Error::inference)?;
-                    return Ok(ContextState {
-                        ids,
-                        cache,
-                        next_logp: node.next_logp.clone(),
-                        tree: HashMap::new(),
-                    });
+                if let Some(next) = prev.after_path(&ids[prev.ids.len()..])? {
+                    return Ok(next);
                 }
                 let past = prev
                     .cache
@@ -397,13 +507,13 @@ impl Predictor {
         )
     }
 
-    /// Whole words after the context that start with `typed` (folded), with log-probabilities.
+    /// Whole words after the context that start with `typed` (folded), most probable first.
     fn search_words(
         &self,
         ctx: &mut ContextState,
         typed: &[char],
         max: usize,
-    ) -> Result<Vec<(String, f32)>> {
+    ) -> Result<Vec<Found>> {
         if ctx.tree.len() > MAX_TREE_NODES {
             ctx.tree.clear();
             ctx.cache = ctx
@@ -425,7 +535,7 @@ impl Predictor {
             })
             .collect();
         keep_best(&mut live, self.config.beam_width);
-        let mut finished: Vec<(String, f32)> = Vec::new();
+        let mut finished: Vec<Found> = Vec::new();
         for _depth in 0..self.config.max_word_tokens {
             if live.is_empty() {
                 break;
@@ -435,13 +545,17 @@ impl Predictor {
             // word can never enter the result.
             for beam in &live {
                 if beam.covered == typed.len() {
-                    finished.push((beam.text.clone(), beam.logp + ctx.tree[&beam.path].end_logp));
+                    finished.push(Found {
+                        text: beam.text.clone(),
+                        logp: beam.logp + ctx.tree[&beam.path].end_logp,
+                        path: beam.path.clone(),
+                    });
                 }
             }
-            finished.sort_by(|a, b| b.1.total_cmp(&a.1));
+            finished.sort_by(|a, b| b.logp.total_cmp(&a.logp));
             let floor = finished
                 .get(max.saturating_sub(1))
-                .map_or(f32::NEG_INFINITY, |w| w.1);
+                .map_or(f32::NEG_INFINITY, |w| w.logp);
             // Candidates as (log-prob, beam, token, typed chars covered); only the best few
             // become beams.
             let mut candidates: Vec<(f32, usize, usize, usize)> = Vec::new();
@@ -662,6 +776,15 @@ impl Predictor {
             })
             .collect())
     }
+}
+
+/// A whole word the search found.
+struct Found {
+    text: String,
+    /// Log-probability of the word after the context (its tokens, then a word end).
+    logp: f32,
+    /// Its tokens.
+    path: Vec<u32>,
 }
 
 struct Beam {

@@ -216,3 +216,62 @@ fn typos_get_corrections_ranked_by_the_model_and_keep_what_was_typed() {
         "{s:?}"
     );
 }
+
+#[test]
+fn a_confident_phrase_follows_its_first_word() {
+    let with = open(Config {
+        phrases: true,
+        ..Config::default()
+    });
+    let s = with.suggest("We met at the e", 3).unwrap();
+    assert_eq!(s[0].text, "end", "{s:?}");
+    assert_eq!(s[1].kind, SuggestionKind::Phrase, "{s:?}");
+    assert_eq!(s[1].text, "end of", "{s:?}");
+    assert!(s[1].score < s[0].score, "{s:?}");
+    // Off by default, and never with an unconfident first word.
+    let without = open(Config::default())
+        .suggest("We met at the e", 3)
+        .unwrap();
+    assert!(
+        without.iter().all(|x| x.kind != SuggestionKind::Phrase),
+        "{without:?}"
+    );
+    let unsure = with.suggest("I would like to th", 3).unwrap();
+    assert!(
+        unsure.iter().all(|x| x.kind != SuggestionKind::Phrase),
+        "{unsure:?}"
+    );
+    // A blocked word is never a phrase's second word.
+    with.block_word("of").unwrap();
+    let blocked = with.suggest("We met at the e", 3).unwrap();
+    assert!(
+        !blocked.iter().any(|x| x.text.split(' ').any(|w| w == "of")),
+        "{blocked:?}"
+    );
+}
+
+#[test]
+fn committing_a_phrases_first_word_gives_what_a_fresh_predictor_gives() {
+    // The search for the word after the phrase's first word becomes the context's state when
+    // that word is committed: same words, same scores (to rounding) as computed from scratch.
+    let with = open(Config {
+        phrases: true,
+        ..Config::default()
+    });
+    let s = with.suggest("We met at the en", 3).unwrap();
+    assert_eq!(s[1].kind, SuggestionKind::Phrase, "{s:?}");
+    let reused = with.suggest("We met at the end ", 3).unwrap();
+    let fresh = open(Config {
+        phrases: true,
+        ..Config::default()
+    })
+    .suggest("We met at the end ", 3)
+    .unwrap();
+    assert_eq!(texts(&reused), texts(&fresh));
+    for (a, b) in reused.iter().zip(&fresh) {
+        assert!(
+            (a.score - b.score).abs() <= 1e-3 * b.score.max(1e-6),
+            "{reused:?} {fresh:?}"
+        );
+    }
+}

@@ -3,10 +3,10 @@
 import Foundation
 import NextWordFFI
 
-/// What a suggestion is: the next word, the rest of the word being typed, a typo fix, or the
-/// typed text itself shown next to corrections.
+/// What a suggestion is: the next word, the rest of the word being typed, a typo fix, the
+/// typed text itself shown next to corrections, or a two-word phrase.
 public enum SuggestionKind: Sendable, Equatable {
-    case nextWord, completion, correction, verbatim
+    case nextWord, completion, correction, verbatim, phrase
 
     init(_ kind: NextWordFFI.SuggestionKind) {
         switch kind {
@@ -14,6 +14,7 @@ public enum SuggestionKind: Sendable, Equatable {
         case .completion: self = .completion
         case .correction: self = .correction
         case .verbatim: self = .verbatim
+        case .phrase: self = .phrase
         }
     }
 }
@@ -36,6 +37,8 @@ public struct PredictorConfig: Sendable, Equatable {
     public var incognito: Bool
     public var blockOffensive: Bool
     public var typoCorrection: Bool
+    /// Also offer a two-word phrase when the model is confident of both words.
+    public var phrases: Bool
 
     public init() {
         let defaults = NextWordFFI.defaultConfig()
@@ -45,6 +48,7 @@ public struct PredictorConfig: Sendable, Equatable {
         incognito = defaults.incognito
         blockOffensive = defaults.blockOffensive
         typoCorrection = defaults.typoCorrection
+        phrases = defaults.phrases
     }
 
     var ffi: NextWordFFI.PredictorConfig {
@@ -54,7 +58,8 @@ public struct PredictorConfig: Sendable, Equatable {
             userDir: userDirectory?.path,
             incognito: incognito,
             blockOffensive: blockOffensive,
-            typoCorrection: typoCorrection
+            typoCorrection: typoCorrection,
+            phrases: phrases
         )
     }
 }

@@ -16,11 +16,13 @@ class SuggestLatencyBench {
     fun suggestLatency() {
         NextWord.open(NextWordTest.bundleDir).use { nextWord ->
             val keystrokes = (1..sentence.length).map { sentence.substring(0, it) }
+            val empty = timePerCall(20_000) { nextWord.suggestBlocking("I will see you tom", 0) }
             val repeated = timePerCall(2_000) { nextWord.suggestBlocking("I will see you tom", 3) }
             var i = 0
             val typing = timePerCall(20 * keystrokes.size) {
                 nextWord.suggestBlocking(keystrokes[i++ % keystrokes.size], 3)
             }
+            println("jvm   max 0         : %8.1f us/call".format(empty))
             println("jvm   repeated text : %8.1f us/call".format(repeated))
             println("jvm   typing        : %8.1f us/call".format(typing))
         }

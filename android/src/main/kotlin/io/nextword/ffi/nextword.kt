@@ -1942,7 +1942,11 @@ data class PredictorConfig (
     /**
      * Offer corrections when the typed word looks like a typo.
      */
-    var `typoCorrection`: kotlin.Boolean
+    var `typoCorrection`: kotlin.Boolean, 
+    /**
+     * Also offer a two-word phrase (kind `Phrase`) when the model is confident of both words.
+     */
+    var `phrases`: kotlin.Boolean
 ) {
     
     companion object
@@ -1960,6 +1964,7 @@ public object FfiConverterTypePredictorConfig: FfiConverterRustBuffer<PredictorC
             FfiConverterBoolean.read(buf),
             FfiConverterBoolean.read(buf),
             FfiConverterBoolean.read(buf),
+            FfiConverterBoolean.read(buf),
         )
     }
 
@@ -1969,7 +1974,8 @@ public object FfiConverterTypePredictorConfig: FfiConverterRustBuffer<PredictorC
             FfiConverterOptionalString.allocationSize(value.`userDir`) +
             FfiConverterBoolean.allocationSize(value.`incognito`) +
             FfiConverterBoolean.allocationSize(value.`blockOffensive`) +
-            FfiConverterBoolean.allocationSize(value.`typoCorrection`)
+            FfiConverterBoolean.allocationSize(value.`typoCorrection`) +
+            FfiConverterBoolean.allocationSize(value.`phrases`)
     )
 
     override fun write(value: PredictorConfig, buf: ByteBuffer) {
@@ -1979,6 +1985,7 @@ public object FfiConverterTypePredictorConfig: FfiConverterRustBuffer<PredictorC
             FfiConverterBoolean.write(value.`incognito`, buf)
             FfiConverterBoolean.write(value.`blockOffensive`, buf)
             FfiConverterBoolean.write(value.`typoCorrection`, buf)
+            FfiConverterBoolean.write(value.`phrases`, buf)
     }
 }
 
@@ -2297,7 +2304,12 @@ enum class SuggestionKind {
     /**
      * Exactly what was typed, offered next to corrections.
      */
-    VERBATIM;
+    VERBATIM,
+    /**
+     * The top word and the word expected after it ("see you" → "tomorrow morning"), right
+     * after that word's own suggestion.
+     */
+    PHRASE;
     companion object
 }
 
