@@ -1044,6 +1044,10 @@ public struct PredictorConfig {
      * Offer corrections when the typed word looks like a typo.
      */
     public var typoCorrection: Bool
+    /**
+     * Also offer a two-word phrase (kind `Phrase`) when the model is confident of both words.
+     */
+    public var phrases: Bool
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -1066,13 +1070,17 @@ public struct PredictorConfig {
          */blockOffensive: Bool, 
         /**
          * Offer corrections when the typed word looks like a typo.
-         */typoCorrection: Bool) {
+         */typoCorrection: Bool, 
+        /**
+         * Also offer a two-word phrase (kind `Phrase`) when the model is confident of both words.
+         */phrases: Bool) {
         self.beamWidth = beamWidth
         self.maxWordTokens = maxWordTokens
         self.userDir = userDir
         self.incognito = incognito
         self.blockOffensive = blockOffensive
         self.typoCorrection = typoCorrection
+        self.phrases = phrases
     }
 }
 
@@ -1101,6 +1109,9 @@ extension PredictorConfig: Equatable, Hashable {
         if lhs.typoCorrection != rhs.typoCorrection {
             return false
         }
+        if lhs.phrases != rhs.phrases {
+            return false
+        }
         return true
     }
 
@@ -1111,6 +1122,7 @@ extension PredictorConfig: Equatable, Hashable {
         hasher.combine(incognito)
         hasher.combine(blockOffensive)
         hasher.combine(typoCorrection)
+        hasher.combine(phrases)
     }
 }
 
@@ -1128,7 +1140,8 @@ public struct FfiConverterTypePredictorConfig: FfiConverterRustBuffer {
                 userDir: FfiConverterOptionString.read(from: &buf), 
                 incognito: FfiConverterBool.read(from: &buf), 
                 blockOffensive: FfiConverterBool.read(from: &buf), 
-                typoCorrection: FfiConverterBool.read(from: &buf)
+                typoCorrection: FfiConverterBool.read(from: &buf), 
+                phrases: FfiConverterBool.read(from: &buf)
         )
     }
 
@@ -1139,6 +1152,7 @@ public struct FfiConverterTypePredictorConfig: FfiConverterRustBuffer {
         FfiConverterBool.write(value.incognito, into: &buf)
         FfiConverterBool.write(value.blockOffensive, into: &buf)
         FfiConverterBool.write(value.typoCorrection, into: &buf)
+        FfiConverterBool.write(value.phrases, into: &buf)
     }
 }
 
@@ -1516,6 +1530,11 @@ public enum SuggestionKind {
      * Exactly what was typed, offered next to corrections.
      */
     case verbatim
+    /**
+     * The top word and the word expected after it ("see you" → "tomorrow morning"), right
+     * after that word's own suggestion.
+     */
+    case phrase
 }
 
 
@@ -1541,6 +1560,8 @@ public struct FfiConverterTypeSuggestionKind: FfiConverterRustBuffer {
         
         case 4: return .verbatim
         
+        case 5: return .phrase
+        
         default: throw UniffiInternalError.unexpectedEnumCase
         }
     }
@@ -1563,6 +1584,10 @@ public struct FfiConverterTypeSuggestionKind: FfiConverterRustBuffer {
         
         case .verbatim:
             writeInt(&buf, Int32(4))
+        
+        
+        case .phrase:
+            writeInt(&buf, Int32(5))
         
         }
     }
