@@ -124,8 +124,6 @@ const PHRASE_MIN_FIRST: f32 = 0.5;
 const PHRASE_MIN_NEXT: f32 = 0.35;
 /// Least probability of both words together (given what was typed).
 const PHRASE_MIN_JOINT: f32 = 0.25;
-/// Next words the phrase search keeps: the best one that is not blocked is the second word.
-const PHRASE_NEXT_CANDIDATES: usize = 3;
 
 /// Tree nodes kept per context before the tree is dropped and decoded anew.
 const MAX_TREE_NODES: usize = 192;
@@ -313,7 +311,7 @@ impl Predictor {
             SuggestionKind::Completion
         };
         let typed = fold(a.partial);
-        let found = self.search_words(state, &typed, max + self.personal.extra_candidates())?;
+        let found = self.search_words(state, &typed, max)?;
         let model = found.iter().map(|f| (f.text.clone(), f.logp)).collect();
         let candidates = self.personal_candidates(state, &typed, model)?;
         let prev = personal::previous_word(a.context);
@@ -417,9 +415,9 @@ impl Predictor {
                 None => return Ok(None),
             },
         };
-        let next = self.search_words(&mut follow, &[], PHRASE_NEXT_CANDIDATES);
+        let next = self.search_words(&mut follow, &[], 1);
         ctx.follow = Some(follow);
-        let Some(second) = next?.into_iter().find(|n| self.personal.may_show(&n.text)) else {
+        let Some(second) = next?.into_iter().next() else {
             return Ok(None);
         };
         let p_second = second.logp.exp();
@@ -507,7 +505,8 @@ impl Predictor {
         )
     }
 
-    /// Whole words after the context that start with `typed` (folded), most probable first.
+    /// Whole words after the context that start with `typed` (folded), most probable first,
+    /// none of them blocked.
     fn search_words(
         &self,
         ctx: &mut ContextState,
@@ -544,7 +543,10 @@ impl Predictor {
             // A beam only loses probability as it grows: one already below the max-th finished
             // word can never enter the result.
             for beam in &live {
-                if beam.covered == typed.len() {
+                // Blocked words are left out here, not after the search, so that they do not
+                // raise the floor below which beams are pruned: a strip of `max` shown words
+                // costs the same search with a blocklist as without.
+                if beam.covered == typed.len() && self.personal.may_show(&beam.text) {
                     finished.push(Found {
                         text: beam.text.clone(),
                         logp: beam.logp + ctx.tree[&beam.path].end_logp,

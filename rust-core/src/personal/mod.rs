@@ -27,10 +27,6 @@ use crate::predictor::SuggestionKind;
 use ngram::{key, runs, UserNgrams};
 use store::{Op, Store};
 
-/// Words asked of the neural search beyond those shown when words are blocked, so that those
-/// taken out still leave a full strip.
-const EXTRA_CANDIDATES: usize = 3;
-
 /// λ: weight of the user's model against the neural model's.
 const USER_WEIGHT: f64 = 0.25;
 /// A correction's probability is multiplied by exp(−TYPO_PENALTY × edit cost): a word the user
@@ -340,18 +336,27 @@ impl Personal {
         }
         let max = typo::max_cost(typed.len());
         let mut found: Vec<(f32, usize, String)> = Vec::new();
-        let user_words = user
+        let user_words: Vec<(Vec<char>, &str)> = user
             .data
             .words
             .iter()
-            .map(|(k, e)| (k.chars().collect::<Vec<char>>(), e.display.clone()));
+            .map(|(k, e)| (k.chars().collect(), e.display.as_str()))
+            .collect();
+        let words = user_words
+            .iter()
+            .map(|(folded, display)| (folded.as_slice(), *display))
+            .chain(
+                lexicon
+                    .words
+                    .iter()
+                    .map(|(folded, display)| (folded.as_slice(), display.as_str())),
+            );
         let mut seen = HashSet::new();
-        for (rank, (folded, display)) in user_words.chain(lexicon.words.iter().cloned()).enumerate()
-        {
-            if let Some(cost) = typo::prefix_cost(&self.layout, typed, &folded, max) {
+        for (rank, (folded, display)) in words.enumerate() {
+            if let Some(cost) = typo::prefix_cost(&self.layout, typed, folded, max) {
                 let k: String = folded.iter().collect();
                 if !self.is_blocked(&user, &k) && seen.insert(k) {
-                    found.push((cost, rank, display));
+                    found.push((cost, rank, display.to_string()));
                 }
             }
         }
@@ -447,16 +452,7 @@ impl Personal {
         out
     }
 
-    /// Words to ask of the search beyond those shown: blocked words may have to be taken out.
-    pub fn extra_candidates(&self) -> usize {
-        if self.offensive.is_some() || !self.user().data.blocked.is_empty() {
-            EXTRA_CANDIDATES
-        } else {
-            0
-        }
-    }
-
-    /// Whether a word typed by the user may be shown back to them as typed.
+    /// Whether `word` may be shown: not blocked (by the user or the default list).
     pub fn may_show(&self, word: &str) -> bool {
         !self.is_blocked(&self.user(), &key(word))
     }

@@ -35,6 +35,9 @@ pub fn max_cost(len: usize) -> f32 {
 /// `max`: an optimal string alignment distance (substitutions, insertions, deletions, swaps of
 /// two adjacent letters) with keyboard-aware costs, where the rest of `word` is free because
 /// the user has not typed it yet.
+/// Longest row of [`prefix_cost`]'s table kept on the stack.
+const STACK_ROW: usize = 64;
+
 pub fn prefix_cost(
     layout: &KeyboardLayout,
     typed: &[char],
@@ -46,10 +49,21 @@ pub fn prefix_cost(
         return None;
     }
     let m = word.len().min(n + max.ceil() as usize);
-    // d[i][j]: cost of typed[..i] against word[..j]; three rows kept for swaps.
-    let mut prev2 = vec![0f32; m + 1];
-    let mut prev: Vec<f32> = (0..=m).map(|j| j as f32).collect();
-    let mut cur = vec![0f32; m + 1];
+    // d[i][j]: cost of typed[..i] against word[..j]; three rows kept for swaps. On the stack
+    // for words of usual length: this runs for every word of the lexicon on a typo keystroke.
+    let mut stack = [0f32; 3 * STACK_ROW];
+    let mut heap = Vec::new();
+    let rows: &mut [f32] = if m < STACK_ROW {
+        &mut stack[..3 * (m + 1)]
+    } else {
+        heap.resize(3 * (m + 1), 0f32);
+        &mut heap
+    };
+    let (mut prev2, rest) = rows.split_at_mut(m + 1);
+    let (mut prev, mut cur) = rest.split_at_mut(m + 1);
+    for (j, d) in prev.iter_mut().enumerate() {
+        *d = j as f32;
+    }
     for i in 1..=n {
         let t = typed[i - 1];
         let insertion = if i >= 2 && (typed[i - 2] == t || layout.neighbours(typed[i - 2], t)) {
