@@ -217,12 +217,16 @@ fn typos_get_corrections_ranked_by_the_model_and_keep_what_was_typed() {
     );
 }
 
-#[test]
-fn a_confident_phrase_follows_its_first_word() {
-    let with = open(Config {
+fn with_phrases() -> Predictor {
+    open(Config {
         phrases: true,
         ..Config::default()
-    });
+    })
+}
+
+#[test]
+fn a_confident_phrase_follows_its_first_word() {
+    let with = with_phrases();
     let s = with.suggest("We met at the e", 3).unwrap();
     assert_eq!(s[0].text, "end", "{s:?}");
     assert_eq!(s[1].kind, SuggestionKind::Phrase, "{s:?}");
@@ -254,19 +258,11 @@ fn a_confident_phrase_follows_its_first_word() {
 fn committing_a_phrases_first_word_gives_what_a_fresh_predictor_gives() {
     // The search for the word after the phrase's first word becomes the context's state when
     // that word is committed: same words, same scores (to rounding) as computed from scratch.
-    let with = open(Config {
-        phrases: true,
-        ..Config::default()
-    });
+    let with = with_phrases();
     let s = with.suggest("We met at the en", 3).unwrap();
     assert_eq!(s[1].kind, SuggestionKind::Phrase, "{s:?}");
     let reused = with.suggest("We met at the end ", 3).unwrap();
-    let fresh = open(Config {
-        phrases: true,
-        ..Config::default()
-    })
-    .suggest("We met at the end ", 3)
-    .unwrap();
+    let fresh = with_phrases().suggest("We met at the end ", 3).unwrap();
     assert_eq!(texts(&reused), texts(&fresh));
     for (a, b) in reused.iter().zip(&fresh) {
         assert!(

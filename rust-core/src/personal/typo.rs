@@ -31,13 +31,13 @@ pub fn max_cost(len: usize) -> f32 {
     }
 }
 
+/// Longest row of [`prefix_cost`]'s table kept on the stack.
+const STACK_ROW: usize = 64;
+
 /// Least cost of editing `typed` into some prefix of `word` (both folded), when it is at most
 /// `max`: an optimal string alignment distance (substitutions, insertions, deletions, swaps of
 /// two adjacent letters) with keyboard-aware costs, where the rest of `word` is free because
 /// the user has not typed it yet.
-/// Longest row of [`prefix_cost`]'s table kept on the stack.
-const STACK_ROW: usize = 64;
-
 pub fn prefix_cost(
     layout: &KeyboardLayout,
     typed: &[char],
