@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# All of nextword's tests: formatting, lints, Rust tests (host), Python pipeline tests, and the
-# core's tests on aarch64 under qemu (NEON and dotprod kernels). Installs what it needs.
+# All of nextword's tests: formatting, lints, Rust tests (host), a short run of every fuzz
+# target, Python pipeline tests, and the core's tests on aarch64 under qemu (NEON and dotprod
+# kernels). Installs what it needs. NEXTWORD_SKIP_FUZZ=1 / NEXTWORD_SKIP_AARCH64=1 skip the
+# two slowest steps for a quick local run (CI runs everything).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -28,6 +30,11 @@ cargo test --workspace
 
 step "trust: no networking code in core and bindings (scripts/trust-ci.sh)"
 bash scripts/trust-ci.sh
+
+if [ "${NEXTWORD_SKIP_FUZZ:-0}" != 1 ]; then
+  step "fuzz: every cargo-fuzz target for 15 s (scripts/fuzz-ci.sh; nightly, ~11 min build)"
+  bash scripts/fuzz-ci.sh
+fi
 
 step "pytest (training pipeline)"
 (cd training && python3 -m pytest -q tests)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Fuzzes every target in fuzz/ for a short time (FUZZ_SECONDS each, default 20) and prints the
-# exec counts. Installs what it needs: the nightly toolchain and cargo-fuzz. Seeds the corpora
+# Fuzzes every target in fuzz/ for a short time (FUZZ_SECONDS each, default 15) and prints the
+# exec counts. test.sh (CI) runs it; the instrumented release build takes ~11 min on 2 cores. Installs what it needs: the nightly toolchain and cargo-fuzz. Seeds the corpora
 # with real inputs (a signed pack, a real delta, a manifest and its signature, a user store)
 # so the fuzzer starts past the format checks. A crash fails the script and leaves the input
 # in fuzz/artifacts/<target>/: turn it into a regression test before fixing.
@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
-seconds=${FUZZ_SECONDS:-20}
+seconds=${FUZZ_SECONDS:-15}
 targets=${FUZZ_TARGETS:-"manifest pack_loader suggest delta_apply user_store"}
 nice_level=${FUZZ_NICE:-0}
 t0=$(date +%s)
@@ -22,7 +22,9 @@ echo "fuzz: toolchain ready in $(( $(date +%s) - t0 )) s"
 # ---- seed corpora ----
 corpus="$root/fuzz/corpus"
 mkdir -p "$corpus"/{manifest,pack_loader,suggest,delta_apply,user_store}
-nextword() { cargo run -q -p nextword -- "$@"; }
+# The CLI as test.sh builds it (the same package selection, so nothing is rebuilt).
+cargo build -q --workspace --lib --bins --tests
+nextword() { "$root/target/debug/nextword" "$@"; }
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 fixture=models/fixture
 nextword bundle pack "$fixture" -o "$corpus/pack_loader/fixture.tar" >/dev/null

@@ -35,12 +35,12 @@ pub struct ModelRunner {
 impl ModelRunner {
     /// Opens and verifies a bundle, then loads its model with `matmul`.
     pub fn open(bundle_dir: impl AsRef<Path>, matmul: MatMulImpl) -> Result<ModelRunner> {
-        ModelRunner::from_bundle(&Bundle::open(bundle_dir)?, matmul)
+        ModelRunner::from_bundle(Bundle::open(bundle_dir)?, matmul)
     }
 
-    pub fn from_bundle(bundle: &Bundle, matmul: MatMulImpl) -> Result<ModelRunner> {
+    pub fn from_bundle(bundle: Bundle, matmul: MatMulImpl) -> Result<ModelRunner> {
         let m = &bundle.manifest;
-        let lm = LanguageModel::load(&bundle.model_bytes, &m.model, m.vocab_size, matmul)?;
+        let lm = LanguageModel::load(bundle.model_bytes, &m.model, m.vocab_size, matmul)?;
         Ok(ModelRunner {
             lm,
             max_positions: m.model.max_positions,

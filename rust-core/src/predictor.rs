@@ -208,8 +208,9 @@ impl Predictor {
             .ok_or_else(|| Error::InvalidTokenizer(format!("no {} token", manifest.bos_token)))?;
         log::debug!("tokenizer parsed in {:?}", t.elapsed());
         let t = Instant::now();
+        drop(bundle.tokenizer_bytes);
         let lm = LanguageModel::load(
-            &bundle.model_bytes,
+            bundle.model_bytes,
             &manifest.model,
             manifest.vocab_size,
             config.matmul,
