@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # The static aarch64 build under qemu-aarch64 (-cpu max: NEON + dotprod):
 #  1. correctness: `predict` / `complete` JSON of a few texts, with each aarch64 kernel
-#     (scalar, neon, dotprod), against the x86_64 host build: same words in the same order,
-#     scores within 1e-3 relative (kernels differ only in float summation order);
+#     (scalar, neon, dotprod): the same words in the same order as the x86_64 host build, and
+#     scores within 5% relative of x86_64's and of the aarch64 scalar kernel's. Not closer:
+#     the kernels differ in float summation order and tract's own f32 ops (softmax, exp) have
+#     per-architecture code, and a last-bit difference can flip the int8 rounding of an
+#     activation in the next layer (measured: up to 3% on a 0.0014 score, 1.9% between the
+#     NEON and scalar kernels). Each kernel's exactness is tested by its property tests;
 #  2. with --timings: the criterion kernel bench, cross-built, run briefly under qemu, printed
 #     relative to the scalar kernel. Emulated time is NOT phone time: qemu turns each NEON/SDOT
 #     instruction into host code of very different cost, so only use it to spot gross
@@ -37,16 +41,24 @@ from pathlib import Path
 work, texts = Path(sys.argv[1]), sys.argv[2:]
 load = lambda n: [json.loads(l)["suggestions"] for l in (work / f"{n}.json").read_text().splitlines()]
 x86 = load("x86")
+arm_scalar = load("arm-scalar")
+rel = lambda a, b: abs(a - b) / max(abs(a), 1e-12)
 bad = 0
+worst = {"x86": 0.0, "arm-scalar": 0.0}
 for kernel in ["scalar", "neon", "dotprod"]:
     arm = load(f"arm-{kernel}")
-    for text, a, b in zip(texts, x86, arm):
+    for text, a, ref, b in zip(texts, x86, arm_scalar, arm):
         same_words = [s["text"] for s in a] == [s["text"] for s in b]
-        close = all(abs(s["score"] - t["score"]) <= 1e-3 * max(s["score"], 1e-6) for s, t in zip(a, b))
-        ok = same_words and close
+        d_x86 = max((rel(s["score"], t["score"]) for s, t in zip(a, b)), default=0.0)
+        d_arm = max((rel(s["score"], t["score"]) for s, t in zip(ref, b)), default=0.0)
+        worst["x86"] = max(worst["x86"], d_x86)
+        worst["arm-scalar"] = max(worst["arm-scalar"], d_arm)
+        ok = same_words and d_arm <= 5e-2 and d_x86 <= 5e-2
         bad += not ok
-        print(f"{'ok ' if ok else 'BAD'} {kernel:<8} {text!r:<28} x86 {[s['text'] for s in a]}  arm {[s['text'] for s in b]}")
-print(f"aarch64 vs x86_64: {3 * len(texts) - bad}/{3 * len(texts)} identical suggestion lists")
+        print(f"{'ok ' if ok else 'BAD'} {kernel:<8} {text!r:<28} x86 {[s['text'] for s in a]}  arm {[s['text'] for s in b]}"
+              f"  score diff vs x86 {d_x86:.1e}, vs arm scalar {d_arm:.1e}")
+print(f"aarch64 vs x86_64: {3 * len(texts) - bad}/{3 * len(texts)} suggestion lists pass; largest relative score"
+      f" difference vs x86_64 {worst['x86']:.1e}, vs the aarch64 scalar kernel {worst['arm-scalar']:.1e}")
 sys.exit(1 if bad else 0)
 PY
 
