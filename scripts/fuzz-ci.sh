@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Fuzzes every target in fuzz/ for a short time (FUZZ_SECONDS each, default 15) and prints the
 # exec counts. test.sh (CI) runs it; the instrumented release build takes ~11 min on 2 cores.
-# Installs what it needs: the nightly toolchain and cargo-fuzz. Seeds the corpora with real inputs (a signed pack, a real delta, a manifest and its signature, a user store)
-# so the fuzzer starts past the format checks. A crash fails the script and leaves the input
+# Installs what it needs: the nightly toolchain and cargo-fuzz. Seeds the corpora with real
+# inputs (a signed pack, a real delta, a manifest and its signature, a user store) so the
+# fuzzer starts past the format checks. A crash fails the script and leaves the input
 # in fuzz/artifacts/<target>/: turn it into a regression test before fixing.
 #   FUZZ_SECONDS=300 FUZZ_NICE=10 scripts/fuzz-ci.sh          # a longer run
 #   FUZZ_TARGETS="suggest pack_loader" scripts/fuzz-ci.sh     # some targets only
