@@ -6,18 +6,21 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-# Each step prints how long the one before took, so a slow CI run says where its time went.
+# Each step prints how long the one before took and the disk space left, so a slow or failed
+# CI run says where its time and space went.
 start=$(date +%s); last=$start; last_name=""
 step() {
   local now; now=$(date +%s)
-  [ -z "$last_name" ] || printf '\n---- %s: %d s\n' "$last_name" $((now - last))
+  [ -z "$last_name" ] || printf '\n---- %s: %d s, %s free on disk\n' "$last_name" $((now - last)) \
+    "$(df -h --output=avail . | tail -1 | tr -d ' ')"
   last=$now; last_name=$*
   printf '\n==== %s\n' "$*"
 }
 
 step "toolchain"
 rustup component add rustfmt clippy >/dev/null
-python3 -m pip install --quiet -r training/requirements.txt
+# No pip cache: torch and its CUDA libraries are ~5 GB installed; a cached copy would double that.
+python3 -m pip install --quiet --no-cache-dir -r training/requirements.txt
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

@@ -22,6 +22,6 @@ for a in "$@"; do
 done
 
 python3 -c 'import onnx, onnxruntime, tokenizers, numpy, matplotlib' 2>/dev/null ||
-  python3 -m pip install --quiet -r training/requirements.txt >&2
+  python3 -m pip install --quiet --no-cache-dir -r training/requirements.txt >&2
 cargo build --release -p nextword >&2
 PEERS_COMMAND="benches/peers.sh $*" exec python3 benches/peers.py --nextword target/release/nextword "${args[@]}"
