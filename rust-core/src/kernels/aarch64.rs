@@ -5,8 +5,8 @@
 //! `sub` per 16 weights). That folds the zero point in exactly: no activation-sum
 //! correction is needed.
 //!
-//! As on x86, per-block integer dots stay in lanes and are FMA'd as f32 with the block
-//! scale into a lane accumulator (one horizontal add per output), and rows are tiled as
+//! As on x86, per-block integer dots stay in lanes and are FMA'd as f32 with the product of
+//! the block's weight and activation scales into a lane accumulator (one horizontal add per output), and rows are tiled as
 //! described in `drive_rows!` (mod.rs): 4 activation rows share each unpacked weight block
 //! when m > 1, 4 weight rows share each activation load when m = 1.
 
@@ -66,58 +66,52 @@ impl Q4Kernel for DotProd {
 #[target_feature(enable = "neon")]
 unsafe fn matmul_neon(x: &[f32], m: usize, w: &Q4Matrix, out: &mut [f32]) {
     let acts = quantize_neon(x, m, w.k());
-    let n_total = w.n();
-    drive_rows!(w, &acts.q, m, tile_neon, |r, j, dot| out[r * n_total + j] =
-        dot * acts.scale[r]);
+    drive_rows!(w, &acts.q, &acts.scale, m, tile_neon, out);
 }
 
 #[target_feature(enable = "neon,dotprod")]
 unsafe fn matmul_dotprod(x: &[f32], m: usize, w: &Q4Matrix, out: &mut [f32]) {
     let acts = quantize_neon(x, m, w.k());
-    let n_total = w.n();
-    drive_rows!(w, &acts.q, m, tile_dotprod, |r, j, dot| out
-        [r * n_total + j] =
-        dot * acts.scale[r]);
+    drive_rows!(w, &acts.q, &acts.scale, m, tile_dotprod, out);
 }
 
 /// NEON version of [`super::quantize_row_scalar`], bit-identical to it: same scale
 /// formula, and `fcvtns` rounds to nearest-even like `round_ties_even`.
 #[target_feature(enable = "neon")]
-fn quantize_row_neon(x: &[f32], q: &mut [i8], sums: &mut [i32]) -> f32 {
+fn quantize_row_neon(x: &[f32], q: &mut [i8], scales: &mut [f32]) {
     let k = x.len();
-    assert!(k.is_multiple_of(BLOCK) && q.len() == k && sums.len() == k / BLOCK);
+    assert!(k.is_multiple_of(BLOCK) && q.len() == k && scales.len() == k / BLOCK);
     let xp = x.as_ptr();
     let qp = q.as_mut_ptr();
     // SAFETY: all offsets below are < k, bounds asserted above.
     unsafe {
-        let mut vmax = vdupq_n_f32(0.0);
-        let mut i = 0;
-        while i < k {
-            vmax = vmaxq_f32(vmax, vabsq_f32(vld1q_f32(xp.add(i))));
-            i += 4;
-        }
-        let (scale, inv) = act_scale(vmaxvq_f32(vmax));
-        let vinv = vdupq_n_f32(inv);
-        for (b, sum) in sums.iter_mut().enumerate() {
+        for (b, scale) in scales.iter_mut().enumerate() {
             let p = xp.add(b * BLOCK);
-            let mut s = vdupq_n_s32(0);
+            let mut xs = [vdupq_n_f32(0.0); 8];
+            let mut vmax = vdupq_n_f32(0.0);
+            for (i, v) in xs.iter_mut().enumerate() {
+                *v = vld1q_f32(p.add(4 * i));
+                vmax = vmaxq_f32(vmax, vabsq_f32(*v));
+            }
+            let inv;
+            (*scale, inv) = act_scale(vmaxvq_f32(vmax));
+            let vinv = vdupq_n_f32(inv);
             for h in 0..2 {
                 // 16 values -> 16 int8 with saturating narrows (which never clip here).
-                let c0 = vcvtnq_s32_f32(vmulq_f32(vld1q_f32(p.add(h * 16)), vinv));
-                let c1 = vcvtnq_s32_f32(vmulq_f32(vld1q_f32(p.add(h * 16 + 4)), vinv));
-                let c2 = vcvtnq_s32_f32(vmulq_f32(vld1q_f32(p.add(h * 16 + 8)), vinv));
-                let c3 = vcvtnq_s32_f32(vmulq_f32(vld1q_f32(p.add(h * 16 + 12)), vinv));
-                s = vaddq_s32(s, vaddq_s32(vaddq_s32(c0, c1), vaddq_s32(c2, c3)));
-                let lo = vcombine_s16(vqmovn_s32(c0), vqmovn_s32(c1));
-                let hi = vcombine_s16(vqmovn_s32(c2), vqmovn_s32(c3));
+                let c: [int32x4_t; 4] = [
+                    vcvtnq_s32_f32(vmulq_f32(xs[4 * h], vinv)),
+                    vcvtnq_s32_f32(vmulq_f32(xs[4 * h + 1], vinv)),
+                    vcvtnq_s32_f32(vmulq_f32(xs[4 * h + 2], vinv)),
+                    vcvtnq_s32_f32(vmulq_f32(xs[4 * h + 3], vinv)),
+                ];
+                let lo = vcombine_s16(vqmovn_s32(c[0]), vqmovn_s32(c[1]));
+                let hi = vcombine_s16(vqmovn_s32(c[2]), vqmovn_s32(c[3]));
                 vst1q_s8(
                     qp.add(b * BLOCK + h * 16),
                     vcombine_s8(vqmovn_s16(lo), vqmovn_s16(hi)),
                 );
             }
-            *sum = vaddvq_s32(s);
         }
-        scale
     }
 }
 
@@ -166,8 +160,9 @@ fn reduce<const R: usize, const NRR: usize>(acc: [[float32x4_t; R]; NRR]) -> [[f
 /// Tile loop shared by both NEON kernels; `$dot(wlo, whi, a0, a1)` is the block's integer
 /// dot product as 4 i32 lanes.
 macro_rules! neon_tile {
-    ($w:expr, $ns:expr, $acts:expr, $R:ident, $NRR:ident, $dot:expr) => {{
-        let (w, ns, acts): (&Q4Matrix, [usize; $NRR], [*const i8; $R]) = ($w, $ns, $acts);
+    ($w:expr, $ns:expr, $acts:expr, $a_scales:expr, $R:ident, $NRR:ident, $dot:expr) => {{
+        let (w, ns, acts, a_scales): (&Q4Matrix, [usize; $NRR], [*const i8; $R], [*const f32; $R]) =
+            ($w, $ns, $acts, $a_scales);
         let nb = w.blocks_per_row();
         let qs: [*const u8; $NRR] = core::array::from_fn(|i| w.row_qs(ns[i]).as_ptr());
         let scales: [*const f32; $NRR] = core::array::from_fn(|i| w.row_scales(ns[i]).as_ptr());
@@ -181,7 +176,8 @@ macro_rules! neon_tile {
                     let a0 = vld1q_s8(acts[t].add(b * BLOCK));
                     let a1 = vld1q_s8(acts[t].add(b * BLOCK + 16));
                     let s: int32x4_t = ($dot)(wlo, whi, a0, a1);
-                    acc[i][t] = vfmaq_f32(acc[i][t], vcvtq_f32_s32(s), d);
+                    let ds = vmulq_n_f32(d, *a_scales[t].add(b));
+                    acc[i][t] = vfmaq_f32(acc[i][t], vcvtq_f32_s32(s), ds);
                 }
             }
         }
@@ -189,19 +185,21 @@ macro_rules! neon_tile {
     }};
 }
 
-/// `sum_b scale_b * sum_i (q[b,i] - zp_b) * a_t[b,i]` for R activation rows x NRR weight
-/// rows, plain NEON.
+/// `sum_b w_scale_b * a_scale_tb * sum_i (q[b,i] - zp_b) * a_t[b,i]` for R activation rows
+/// x NRR weight rows, plain NEON.
 #[target_feature(enable = "neon")]
 #[inline]
 unsafe fn tile_neon<const R: usize, const NRR: usize>(
     w: &Q4Matrix,
     ns: [usize; NRR],
     acts: [*const i8; R],
+    a_scales: [*const f32; R],
 ) -> [[f32; R]; NRR] {
     neon_tile!(
         w,
         ns,
         acts,
+        a_scales,
         R,
         NRR,
         |wlo: int8x16_t, whi: int8x16_t, a0: int8x16_t, a1: int8x16_t| {
@@ -239,8 +237,9 @@ unsafe fn tile_dotprod<const R: usize, const NRR: usize>(
     w: &Q4Matrix,
     ns: [usize; NRR],
     acts: [*const i8; R],
+    a_scales: [*const f32; R],
 ) -> [[f32; R]; NRR] {
-    neon_tile!(w, ns, acts, R, NRR, |wlo, whi, a0, a1| sdot(
+    neon_tile!(w, ns, acts, a_scales, R, NRR, |wlo, whi, a0, a1| sdot(
         sdot(vdupq_n_s32(0), wlo, a0),
         whi,
         a1

@@ -7,15 +7,16 @@
 //! blocks of 32 consecutive k with one f32 scale and one 4-bit zero point per block:
 //! `w[n, k] = (q[n, k] - zp[n, k / 32]) * scale[n, k / 32]`, and `Y[m, n] = sum_k X[m, k] * w[n, k]`.
 //!
-//! The kernels quantize each activation row once per call to int8, symmetric, one scale
-//! per row: `s = max|x| / 127`, `a = round_ties_even(x * (127 / max|x|))` (all kernels use
-//! this exact formula, so every kernel sees bit-identical int8 activations). Per block they
-//! compute an exact integer dot product `sum((q - zp) * a) = sum(q * a) - zp * sum(a)`
-//! (int4 x int8 -> int32; the per-block activation sums `sum(a)` are precomputed at
-//! quantization time), and accumulate `blocksum * w_scale[n, blk]` in f32, multiplied by
-//! `a_scale[m]` at the end. The x86 kernels instead offset the activations to unsigned
-//! (`a + 128`) and subtract a per-output constant precomputed at load (see x86.rs). The
-//! only differences between kernels are float rounding / summation order (see the tests).
+//! The kernels quantize each activation row once per call to int8, symmetric, with one
+//! scale per block of 32 (the weights' blocks): `s = max|x_b| / 127`,
+//! `a = round_ties_even(x * (127 / max|x_b|))` (all kernels use this exact formula, so every
+//! kernel sees bit-identical int8 activations). A scale per block rather than per row keeps
+//! one large activation (RMSNorm outputs have a few) from flattening the rest of its row to
+//! a handful of levels: on the bundled model it raised top-5 agreement with the float model
+//! from 92.6% to 96.7% of positions. Per block the kernels compute an exact integer dot
+//! product `sum((q - zp) * a)` (int4 x int8 -> int32) and accumulate
+//! `blockdot * (w_scale[n, blk] * a_scale[m, blk])` in f32. The only differences between
+//! kernels are float summation order (see the tests).
 //!
 //! # Kernels
 //!
@@ -49,8 +50,8 @@ const NR: usize = 4;
 
 /// Loop nest shared by the SIMD kernels (a macro so that the `tile` calls are inlined into
 /// the caller's `#[target_feature]` function). `tile::<R, NRR>(w, [weight rows; NRR],
-/// [activation row pointers; R])` returns the `R x NRR` block dot products (without the
-/// activation scale); `store` writes the output for (activation row `r`, weight row `j`).
+/// [activation row pointers; R], [activation scale row pointers; R])` returns the `R x NRR`
+/// dot products, which go to `out[r * n + j]`.
 ///
 /// For each group of `NR` weight rows:
 /// * activation rows in groups of `MR` go through `tile::<MR, 1>` once per weight row:
@@ -61,53 +62,52 @@ const NR: usize = 4;
 ///   independent accumulator chains hide the FMA latency, each activation load serves `NR`
 ///   weight rows, and the `NR` horizontal sums are combined.
 macro_rules! drive_rows {
-    ($w:expr, $aq:expr, $m:expr, $tile:ident, |$r:ident, $j:ident, $dot:ident| $store:expr) => {{
-        // `aq`: the activation rows as the kernel reads them (`[i8]` or offset `[u8]`).
-        let (w, m): (&Q4Matrix, usize) = ($w, $m);
-        let aq = &$aq[..];
-        let (n_total, k) = (w.n(), w.k());
+    ($w:expr, $aq:expr, $a_scales:expr, $m:expr, $tile:ident, $out:expr) => {{
+        // `aq`: the activation rows as the kernel reads them (`[i8]` or offset `[u8]`);
+        // `a_scales`: their block scales, `[m, nb]`.
+        let (w, m, out): (&Q4Matrix, usize, &mut [f32]) = ($w, $m, $out);
+        let (aq, a_scales): (_, &[f32]) = (&$aq[..], &$a_scales[..]);
+        let (n_total, k, nb) = (w.n(), w.k(), w.blocks_per_row());
         let row = |r: usize| aq[r * k..].as_ptr();
+        let scale_row = |r: usize| a_scales[r * nb..].as_ptr();
         let mut n0 = 0;
         while n0 < n_total {
             let nr = if n0 + NR <= n_total { NR } else { 1 };
             let mut r0 = 0;
-            while r0 + MR <= m {
-                let rows: [_; MR] = core::array::from_fn(|t| row(r0 + t));
-                for j in n0..n0 + nr {
-                    let dots = $tile::<MR, 1>(w, [j], rows);
-                    for t in 0..MR {
-                        let ($r, $j, $dot) = (r0 + t, j, dots[0][t]);
-                        $store;
-                    }
-                }
-                r0 += MR;
-            }
-            // Two or three leftover rows share each unpacked weight block too (the tree
-            // search's 5-7 row calls); a single one gets the `1 x NR` tile.
-            macro_rules! leftover_rows {
-                ($R:literal) => {{
+            // Two to four activation rows share each unpacked weight block (the tree
+            // search's 5-7 row calls end in such groups); a single one gets the `1 x NR` tile.
+            macro_rules! row_group {
+                ($R:expr) => {{
                     let rows: [_; $R] = core::array::from_fn(|t| row(r0 + t));
+                    let scales: [_; $R] = core::array::from_fn(|t| scale_row(r0 + t));
                     for j in n0..n0 + nr {
-                        let dots = $tile::<$R, 1>(w, [j], rows);
+                        let dots = $tile::<$R, 1>(w, [j], rows, scales);
                         for t in 0..$R {
-                            let ($r, $j, $dot) = (r0 + t, j, dots[0][t]);
-                            $store;
+                            out[(r0 + t) * n_total + j] = dots[0][t];
                         }
                     }
                 }};
             }
+            while r0 + MR <= m {
+                row_group!(MR);
+                r0 += MR;
+            }
             match m - r0 {
                 0 => {}
                 1 if nr == NR => {
-                    let dots = $tile::<1, NR>(w, core::array::from_fn(|i| n0 + i), [row(r0)]);
+                    let dots = $tile::<1, NR>(
+                        w,
+                        core::array::from_fn(|i| n0 + i),
+                        [row(r0)],
+                        [scale_row(r0)],
+                    );
                     for i in 0..NR {
-                        let ($r, $j, $dot) = (r0, n0 + i, dots[i][0]);
-                        $store;
+                        out[r0 * n_total + n0 + i] = dots[i][0];
                     }
                 }
-                1 => leftover_rows!(1),
-                2 => leftover_rows!(2),
-                _ => leftover_rows!(3),
+                1 => row_group!(1),
+                2 => row_group!(2),
+                _ => row_group!(3),
             }
             n0 += nr;
         }
@@ -158,9 +158,6 @@ pub enum KernelError {
 ///   NEON uses two q registers).
 /// * `scales`: one f32 per block, contiguous per row.
 /// * `zps`: unpacked zero point (0..15) per block, one byte.
-/// * `offset_terms` (x86_64 only): per output row, `128 * sum_b scale_b * sum_i (q_bi - zp_b)`:
-///   what the x86 kernels' unsigned activations `a + 128` add to the row's dot product. Other
-///   targets skip this pass over every weight at load.
 #[derive(Clone)]
 pub struct Q4Matrix {
     n: usize,
@@ -169,8 +166,6 @@ pub struct Q4Matrix {
     qs: Vec<u8>,
     scales: Vec<f32>,
     zps: Vec<u8>,
-    #[cfg(target_arch = "x86_64")]
-    offset_terms: Vec<f32>,
 }
 
 impl fmt::Debug for Q4Matrix {
@@ -258,22 +253,6 @@ impl Q4Matrix {
                 })
                 .collect(),
         };
-        #[cfg(target_arch = "x86_64")]
-        let offset_terms = (0..n)
-            .map(|row| {
-                (0..nb)
-                    .map(|blk| {
-                        let i = row * nb + blk;
-                        let q: i32 = qs[i * BLOCK_BYTES..(i + 1) * BLOCK_BYTES]
-                            .iter()
-                            .map(|&byte| (byte & 0x0F) as i32 + (byte >> 4) as i32)
-                            .sum();
-                        let centred = q - BLOCK as i32 * zps[i] as i32;
-                        128.0 * scales[i] as f64 * centred as f64
-                    })
-                    .sum::<f64>() as f32
-            })
-            .collect();
         Ok(Q4Matrix {
             n,
             k,
@@ -281,8 +260,6 @@ impl Q4Matrix {
             qs,
             scales: scales.to_vec(),
             zps,
-            #[cfg(target_arch = "x86_64")]
-            offset_terms,
         })
     }
 
@@ -327,11 +304,6 @@ impl Q4Matrix {
     pub(crate) fn row_zps(&self, row: usize) -> &[u8] {
         &self.zps[row * self.nb..(row + 1) * self.nb]
     }
-    #[inline]
-    #[cfg(target_arch = "x86_64")]
-    pub(crate) fn offset_term(&self, row: usize) -> f32 {
-        self.offset_terms[row]
-    }
 }
 
 /// A W4A8 matmul implementation.
@@ -360,49 +332,43 @@ pub(crate) fn check_matmul_args(x: &[f32], m: usize, w: &Q4Matrix, out: &[f32]) 
     );
 }
 
-/// Activations quantized to int8, one scale per row.
+/// Activations quantized to int8, one scale per block of 32.
 pub(crate) struct QuantizedActs {
     /// `[m, k]` int8, natural order.
     pub q: Vec<i8>,
-    /// `[m]` dequantization scale (`max|x| / 127`, 0 for an all-zero row).
+    /// `[m, k / 32]` dequantization scales (`max|x_b| / 127`, 0 for an all-zero block).
     pub scale: Vec<f32>,
-    /// `[m, nb]` per-block sum of `q` (exact).
-    pub sums: Vec<i32>,
 }
 
-/// `(scale, inverse scale)` for a row with absolute maximum `amax`. Shared by every
-/// quantizer so that they all produce bit-identical int8 rows.
+/// `(scale, inverse scale)` for a block with absolute maximum `amax`. Shared by every
+/// quantizer so that they all produce bit-identical int8 blocks.
 #[inline]
 pub(crate) fn act_scale(amax: f32) -> (f32, f32) {
     let inv = 127.0 / amax;
     if inv.is_finite() && amax.is_finite() {
         (amax / 127.0, inv)
     } else {
-        // All-zero (or denormal-tiny, or non-finite) row: quantize to zeros.
+        // All-zero (or denormal-tiny, or non-finite) block: quantize to zeros.
         (0.0, 0.0)
     }
 }
 
-/// Portable row quantizer: fills `q` (k values) and `sums` (k/32 values), returns the scale.
-pub(crate) fn quantize_row_scalar(x: &[f32], q: &mut [i8], sums: &mut [i32]) -> f32 {
-    let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
-    let (scale, inv) = act_scale(amax);
-    for ((xb, qb), sum) in x
+/// Portable row quantizer: fills `q` (k values) and `scales` (k/32 values).
+pub(crate) fn quantize_row_scalar(x: &[f32], q: &mut [i8], scales: &mut [f32]) {
+    for ((xb, qb), scale) in x
         .chunks_exact(BLOCK)
         .zip(q.chunks_exact_mut(BLOCK))
-        .zip(sums.iter_mut())
+        .zip(scales.iter_mut())
     {
-        let mut s = 0i32;
+        let amax = xb.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let inv;
+        (*scale, inv) = act_scale(amax);
         for (&v, o) in xb.iter().zip(qb.iter_mut()) {
             // round_ties_even matches the SIMD converts (cvtps2dq / fcvtns) in the default
             // rounding mode, so all quantizers agree bit for bit.
-            let a = (v * inv).round_ties_even().clamp(-127.0, 127.0) as i8;
-            *o = a;
-            s += a as i32;
+            *o = (v * inv).round_ties_even().clamp(-127.0, 127.0) as i8;
         }
-        *sum = s;
     }
-    scale
 }
 
 /// Quantizes all rows of `x` with `row_fn` (a scalar or SIMD row quantizer).
@@ -410,20 +376,19 @@ pub(crate) fn quantize_acts(
     x: &[f32],
     m: usize,
     k: usize,
-    row_fn: impl Fn(&[f32], &mut [i8], &mut [i32]) -> f32,
+    row_fn: impl Fn(&[f32], &mut [i8], &mut [f32]),
 ) -> QuantizedActs {
     let nb = k / BLOCK;
     let mut q = vec![0i8; m * k];
-    let mut sums = vec![0i32; m * nb];
-    let mut scale = vec![0f32; m];
+    let mut scale = vec![0f32; m * nb];
     for r in 0..m {
-        scale[r] = row_fn(
+        row_fn(
             &x[r * k..(r + 1) * k],
             &mut q[r * k..(r + 1) * k],
-            &mut sums[r * nb..(r + 1) * nb],
+            &mut scale[r * nb..(r + 1) * nb],
         );
     }
-    QuantizedActs { q, scale, sums }
+    QuantizedActs { q, scale }
 }
 
 /// Kernels the running CPU supports, best last (`scalar` first).

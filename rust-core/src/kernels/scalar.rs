@@ -1,10 +1,8 @@
 //! Portable reference kernel. Defines the exact arithmetic the SIMD kernels reproduce:
 //! integer block dot products with the zero point folded in exactly, f32 accumulation of
-//! `blocksum * w_scale` over blocks in order, one final multiply by the activation scale.
+//! `blockdot * (w_scale * a_scale)` over blocks in order.
 
-use super::{
-    check_matmul_args, quantize_acts, quantize_row_scalar, Q4Kernel, Q4Matrix, BLOCK, BLOCK_BYTES,
-};
+use super::{check_matmul_args, quantize_acts, quantize_row_scalar, Q4Kernel, Q4Matrix, BLOCK};
 
 #[derive(Debug)]
 pub(crate) struct Scalar;
@@ -24,21 +22,23 @@ impl Q4Kernel for Scalar {
             let (qs, scales, zps) = (w.row_qs(n), w.row_scales(n), w.row_zps(n));
             for r in 0..m {
                 let a = &acts.q[r * k..(r + 1) * k];
-                let sums = &acts.sums[r * nb..(r + 1) * nb];
+                let a_scales = &acts.scale[r * nb..(r + 1) * nb];
                 let mut acc = 0f32;
-                for b in 0..nb {
-                    let qb = &qs[b * BLOCK_BYTES..(b + 1) * BLOCK_BYTES];
-                    let ab = &a[b * BLOCK..(b + 1) * BLOCK];
+                for (b, (qb, ab)) in qs
+                    .chunks_exact(BLOCK / 2)
+                    .zip(a.chunks_exact(BLOCK))
+                    .enumerate()
+                {
+                    let zp = zps[b] as i32;
+                    let (a_lo, a_hi) = ab.split_at(BLOCK / 2);
                     let mut dot = 0i32;
-                    for i in 0..BLOCK_BYTES {
-                        dot += (qb[i] & 0x0F) as i32 * ab[i] as i32;
-                        dot += (qb[i] >> 4) as i32 * ab[i + BLOCK_BYTES] as i32;
+                    for ((&q, &lo), &hi) in qb.iter().zip(a_lo).zip(a_hi) {
+                        dot += ((q & 0x0F) as i32 - zp) * lo as i32;
+                        dot += ((q >> 4) as i32 - zp) * hi as i32;
                     }
-                    // sum((q - zp) * a) = sum(q * a) - zp * sum(a), exact in i32.
-                    let blocksum = dot - zps[b] as i32 * sums[b];
-                    acc += blocksum as f32 * scales[b];
+                    acc += dot as f32 * (scales[b] * a_scales[b]);
                 }
-                out[r * n_total + n] = acc * acts.scale[r];
+                out[r * n_total + n] = acc;
             }
         }
     }

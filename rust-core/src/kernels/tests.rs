@@ -74,10 +74,9 @@ fn float_ref(x: &[f32], m: usize, w: &Q4Matrix) -> (Vec<f64>, Vec<f64>) {
 }
 
 /// The magnitude of the terms the kernels sum for output (r, j):
-/// `a_scale * sum_b |scale_b| * sum_i |a_i| * (q_i + zp_b)`. Differences between kernels
-/// are float rounding of sums of such terms (the x86 kernels sum `(a + 128) * (q - zp)` and
-/// subtract the offset term once), so this is the natural normaliser for their relative
-/// error.
+/// `sum_b |w_scale_b| * a_scale_b * sum_i |a_i| * |q_i - zp_b|`. The integer block dot
+/// products are exact in every kernel; differences between kernels are float rounding of
+/// sums of such terms, so this is the natural normaliser for their relative error.
 fn term_magnitude(acts: &QuantizedActs, r: usize, w: &Q4Matrix, j: usize) -> f64 {
     let (k, nb) = (w.k, w.nb);
     let mut t = 0f64;
@@ -92,11 +91,11 @@ fn term_magnitude(acts: &QuantizedActs, r: usize, w: &Q4Matrix, j: usize) -> f64
             } else {
                 bytes[e - 16] >> 4
             } as f64;
-            s += (acts.q[r * k + b * BLOCK + e] as f64).abs() * (q + zp);
+            s += (acts.q[r * k + b * BLOCK + e] as f64).abs() * (q - zp).abs();
         }
-        t += w.scales[i].abs() as f64 * s;
+        t += w.scales[i].abs() as f64 * acts.scale[r * nb + b] as f64 * s;
     }
-    t * acts.scale[r] as f64
+    t
 }
 
 #[test]
@@ -242,7 +241,7 @@ fn scalar_matches_dequantized_reference() {
         let x = rng.f32s(m * k, -3.0, 3.0);
         let acts = quantize_acts(&x, m, k, quantize_row_scalar);
         let xq: Vec<f32> = (0..m * k)
-            .map(|i| acts.q[i] as f32 * acts.scale[i / k])
+            .map(|i| acts.q[i] as f32 * acts.scale[i / BLOCK])
             .collect();
         let (yref, _) = float_ref(&xq, m, &w);
         let y = run(scalar(), &x, m, &w);
@@ -288,6 +287,36 @@ fn w4a8_close_to_float() {
     }
 }
 
+/// One large activation must not cost the rest of its row its precision (the reason for
+/// a scale per block): block 0 holds only the outlier (quantized exactly), the other blocks
+/// hold values 5000x smaller. With one scale per row they would all round to 0 and the
+/// error would be their whole contribution; per block, it stays under 1% of it.
+#[test]
+fn outlier_keeps_other_blocks_precise() {
+    let mut rng = Rng::new(4);
+    let (n, k) = (32, 320);
+    let w = random_matrix(&mut rng, n, k, true);
+    let mut x = rng.f32s(k, -0.01, 0.01);
+    x[..BLOCK].fill(0.0);
+    x[5] = 50.0;
+    let (yref, _) = float_ref(&x, 1, &w);
+    let mut small = x.clone();
+    small[5] = 0.0;
+    let (_, mag_small) = float_ref(&small, 1, &w);
+    for kernel in available() {
+        let y = run(kernel, &x, 1, &w);
+        for j in 0..n {
+            let err = (y[j] as f64 - yref[j]).abs();
+            assert!(
+                err <= 0.01 * mag_small[j],
+                "{} [{j}]: error {err} vs small-block magnitude {}",
+                kernel.name(),
+                mag_small[j]
+            );
+        }
+    }
+}
+
 #[test]
 fn zero_rows_and_odd_tiles() {
     let mut rng = Rng::new(3);
@@ -310,10 +339,11 @@ fn zero_rows_and_odd_tiles() {
 /// makes the kernels comparable at 1e-4).
 #[test]
 fn kernels_agree_on_ties() {
-    // Values that land exactly on .5 after scaling (max 127 -> inv = 1).
+    // Values that land exactly on .5 after scaling (max 127 in each block -> inv = 1).
     let k = 64;
     let mut x: Vec<f32> = (0..k).map(|i| (i as f32 - 32.0) + 0.5).collect();
     x[0] = 127.0;
+    x[BLOCK] = -127.0;
     let b = vec![0x11u8; 2 * 16];
     let w = Q4Matrix::from_matmul_nbits(1, k, &b, &[1.0, 1.0], Some(&[0x00])).unwrap();
     let ys: Vec<f32> = available()

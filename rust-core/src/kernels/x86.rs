@@ -1,18 +1,18 @@
 //! x86_64 kernels: AVX2 (`vpmaddubsw`) and AVX-512 VNNI (`vpdpbusd`).
 //!
-//! Both offset the int8 activations to unsigned (`a + 128`: a flip of the sign bit) and
-//! centre the weight nibbles on their zero point (`q - zp`, -15..15, signed i8): the x86
-//! integer dot instructions take one unsigned-u8 and one signed-i8 operand, and
-//! `sum (a + 128)(q - zp) = sum a (q - zp) + 128 sum (q - zp)`, where the second term
-//! depends on the weights only: it is precomputed per output row at load
-//! ([`Q4Matrix::offset_term`]) and subtracted once per output. (Unsigned nibbles against
-//! signed activations would instead leave a `zp * sum(a)` term that depends on the
-//! activations: one more short dot product per output, which cost as much as the main loop
-//! for this model's K = 320 rows.)
+//! The x86 integer dot instructions take one unsigned-u8 and one signed-i8 operand, while
+//! both of ours are signed: the weight nibbles centred on their zero point (`q - zp`,
+//! -15..15) and the int8 activations. The two kernels get around that differently:
+//! * AVX2 moves the weight's sign onto the activation: `|q - zp|` (u8) times
+//!   `sign(a, q - zp)` (`vpsignb`, i8) is `(q - zp) * a`, one extra instruction per block.
+//! * VNNI (no 512-bit `vpsignb`) offsets the activations to unsigned (`a + 128`, a flip of
+//!   the sign bit, done once when they are laid out) and starts each block's dot product
+//!   from `-128 * sum(q - zp)`, itself a `vpdpbusd` of 128s against `-(q - zp)` computed
+//!   once per weight block and shared by all activation rows: exact, in i32.
 //!
 //! Per block the integer dot products stay in SIMD lanes: they are converted to f32 and
-//! FMA'd with the broadcast block scale into a lane accumulator, so there is only one
-//! horizontal reduction per output (not one per block).
+//! FMA'd with the product of the block's weight and activation scales into a lane
+//! accumulator, so there is only one horizontal reduction per output (not one per block).
 //!
 //! Rows are tiled as described in `drive_rows!` (mod.rs): 4 activation rows share each
 //! unpacked weight block when m > 1, 4 weight rows share each activation load when m = 1.
@@ -98,52 +98,39 @@ fn hmax_ps(v: __m256) -> f32 {
     _mm_cvtss_f32(s)
 }
 
-#[target_feature(enable = "avx2,fma")]
-#[inline]
-fn hsum_epi32(v: __m256i) -> i32 {
-    let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
-    let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
-    let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
-    _mm_cvtsi128_si32(s)
-}
-
 /// AVX2 version of [`super::quantize_row_scalar`], bit-identical to it: same scale
 /// formula, and `vcvtps2dq` rounds to nearest-even like `round_ties_even`.
-/// `|x * inv| <= 127` for finite rows, so the saturating packs never clip.
+/// `|x * inv| <= 127` for finite blocks, so the saturating packs never clip.
 #[target_feature(enable = "avx2,fma")]
-fn quantize_row_avx2(x: &[f32], q: &mut [i8], sums: &mut [i32]) -> f32 {
+fn quantize_row_avx2(x: &[f32], q: &mut [i8], scales: &mut [f32]) {
     let k = x.len();
-    assert!(k.is_multiple_of(BLOCK) && q.len() == k && sums.len() == k / BLOCK);
+    assert!(k.is_multiple_of(BLOCK) && q.len() == k && scales.len() == k / BLOCK);
     let xp = x.as_ptr();
     let qp = q.as_mut_ptr();
     // SAFETY: all offsets below are < k (k multiple of 32), bounds asserted above.
     unsafe {
         let abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFF_FFFF));
-        let mut vmax = _mm256_setzero_ps();
-        let mut i = 0;
-        while i < k {
-            vmax = _mm256_max_ps(vmax, _mm256_and_ps(_mm256_loadu_ps(xp.add(i)), abs_mask));
-            i += 8;
-        }
-        let (scale, inv) = act_scale(hmax_ps(vmax));
-        let vinv = _mm256_set1_ps(inv);
         // packs_epi32/packs_epi16 interleave the 128-bit lanes; this restores element order.
         let perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
-        for (b, sum) in sums.iter_mut().enumerate() {
+        for (b, scale) in scales.iter_mut().enumerate() {
             let p = xp.add(b * BLOCK);
-            let i0 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(p), vinv));
-            let i1 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(p.add(8)), vinv));
-            let i2 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(p.add(16)), vinv));
-            let i3 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(p.add(24)), vinv));
-            *sum = hsum_epi32(_mm256_add_epi32(
-                _mm256_add_epi32(i0, i1),
-                _mm256_add_epi32(i2, i3),
-            ));
+            let (x0, x1) = (_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8)));
+            let (x2, x3) = (_mm256_loadu_ps(p.add(16)), _mm256_loadu_ps(p.add(24)));
+            let vmax = _mm256_max_ps(
+                _mm256_max_ps(_mm256_and_ps(x0, abs_mask), _mm256_and_ps(x1, abs_mask)),
+                _mm256_max_ps(_mm256_and_ps(x2, abs_mask), _mm256_and_ps(x3, abs_mask)),
+            );
+            let inv;
+            (*scale, inv) = act_scale(hmax_ps(vmax));
+            let vinv = _mm256_set1_ps(inv);
+            let i0 = _mm256_cvtps_epi32(_mm256_mul_ps(x0, vinv));
+            let i1 = _mm256_cvtps_epi32(_mm256_mul_ps(x1, vinv));
+            let i2 = _mm256_cvtps_epi32(_mm256_mul_ps(x2, vinv));
+            let i3 = _mm256_cvtps_epi32(_mm256_mul_ps(x3, vinv));
             let packed = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
             let packed = _mm256_permutevar8x32_epi32(packed, perm);
             _mm256_storeu_si256(qp.add(b * BLOCK) as *mut __m256i, packed);
         }
-        scale
     }
 }
 
@@ -185,23 +172,18 @@ fn reduce<const R: usize, const NRR: usize>(acc: [[__m256; R]; NRR]) -> [[f32; R
     res
 }
 
-/// Writes `(dot - offset term) * a_scale` for activation row `r`, weight row `j`.
-#[inline]
-fn store(w: &Q4Matrix, a_scale: &[f32], out: &mut [f32], r: usize, j: usize, dot: f32) {
-    out[r * w.n() + j] = (dot - w.offset_term(j)) * a_scale[r];
-}
-
 // ---------------------------------------------------------------------------------------
 // AVX2
 
-/// `sum_b scale_b * sum_i (q[b,i] - zp_b) * (a_t[b,i] + 128)` for R activation rows
-/// (offset to u8) x NRR weight rows `ns`.
+/// `sum_b w_scale_b * a_scale_tb * sum_i (q[b,i] - zp_b) * a_t[b,i]` for R activation rows
+/// x NRR weight rows `ns`.
 #[target_feature(enable = "avx2,fma")]
 #[inline]
 unsafe fn tile_avx2<const R: usize, const NRR: usize>(
     w: &Q4Matrix,
     ns: [usize; NRR],
-    acts: [*const u8; R],
+    acts: [*const i8; R],
+    a_scales: [*const f32; R],
 ) -> [[f32; R]; NRR] {
     let nb = w.blocks_per_row();
     let qs: [*const u8; NRR] = core::array::from_fn(|i| w.row_qs(ns[i]).as_ptr());
@@ -213,6 +195,10 @@ unsafe fn tile_avx2<const R: usize, const NRR: usize>(
     let ones = _mm256_set1_epi16(1);
     let mut acc = [[_mm256_setzero_ps(); R]; NRR];
     for b in 0..nb {
+        let mut sa = [_mm256_setzero_ps(); R];
+        for t in 0..R {
+            sa[t] = _mm256_set1_ps(*a_scales[t].add(b));
+        }
         for i in 0..NRR {
             // The block's 16 bytes in both 128-bit lanes (vbroadcasti128 is a pure load),
             // upper lane shifted right by 4, then masked: low lane = elements 0..16, upper
@@ -225,15 +211,18 @@ unsafe fn tile_avx2<const R: usize, const NRR: usize>(
                 _mm256_and_si256(_mm256_srlv_epi64(v, shift), mask),
                 _mm256_set1_epi8(*zps[i].add(b) as i8),
             );
+            let wabs = _mm256_abs_epi8(wq);
             let d = _mm256_set1_ps(*scales[i].add(b));
             for t in 0..R {
                 let a = _mm256_loadu_si256(acts[t].add(b * BLOCK) as *const __m256i);
+                // |q - zp| * sign(a, q - zp) = (q - zp) * a (a is never -128: no overflow).
                 // vpmaddubsw multiplies u8 (first operand) by i8 (second) and adds adjacent
-                // pairs into i16: |pair| <= 2 * 255 * 15 = 7650 never saturates.
-                let p16 = _mm256_maddubs_epi16(a, wq);
+                // pairs into i16: |pair| <= 2 * 15 * 127 = 3810 never saturates.
+                let p16 = _mm256_maddubs_epi16(wabs, _mm256_sign_epi8(a, wq));
                 // vpmaddwd with ones: widen and add adjacent i16 pairs into i32 lanes.
                 let p32 = _mm256_madd_epi16(p16, ones);
-                acc[i][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p32), d, acc[i][t]);
+                acc[i][t] =
+                    _mm256_fmadd_ps(_mm256_cvtepi32_ps(p32), _mm256_mul_ps(d, sa[t]), acc[i][t]);
             }
         }
     }
@@ -243,15 +232,7 @@ unsafe fn tile_avx2<const R: usize, const NRR: usize>(
 #[target_feature(enable = "avx2,fma")]
 unsafe fn matmul_avx2(x: &[f32], m: usize, w: &Q4Matrix, out: &mut [f32]) {
     let acts = quantize_avx2(x, m, w.k());
-    let aq: Vec<u8> = acts.q.iter().map(|&a| offset(a)).collect();
-    drive_rows!(w, &aq, m, tile_avx2, |r, j, dot| store(
-        w,
-        &acts.scale,
-        out,
-        r,
-        j,
-        dot
-    ));
+    drive_rows!(w, &acts.q, &acts.scale, m, tile_avx2, out);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -274,19 +255,30 @@ fn pair_layout(q: &[i8], m: usize, k: usize) -> Vec<u8> {
     out
 }
 
-/// Same as [`tile_avx2`], two blocks per 512-bit vector, `vpdpbusd`.
+/// The two scales at `p` spread over the i32 lanes of a block pair's dot product (a masked
+/// load never reads past them).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")]
+#[inline]
+unsafe fn pair_scales(scale_idx: __m512i, p: *const f32) -> __m512 {
+    _mm512_permutexvar_ps(scale_idx, _mm512_maskz_loadu_ps(0b11, p))
+}
+
+/// Same as [`tile_avx2`], two blocks per 512-bit vector, `vpdpbusd`, on activations
+/// offset to u8 and laid out by [`pair_layout`].
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")]
 #[inline]
 unsafe fn tile_vnni<const R: usize, const NRR: usize>(
     w: &Q4Matrix,
     ns: [usize; NRR],
     acts: [*const u8; R],
+    a_scales: [*const f32; R],
 ) -> [[f32; R]; NRR] {
     let nb = w.blocks_per_row();
     let qs: [*const u8; NRR] = core::array::from_fn(|i| w.row_qs(ns[i]).as_ptr());
     let scales: [*const f32; NRR] = core::array::from_fn(|i| w.row_scales(ns[i]).as_ptr());
     let zps: [*const u8; NRR] = core::array::from_fn(|i| w.row_zps(ns[i]).as_ptr());
     let mask = _mm512_set1_epi8(0x0F);
+    let c128 = _mm512_set1_epi8(-128);
     // Byte 0 (block 2p's zero point) into 128-bit lanes 0 and 2, byte 1 (block 2p+1's) into
     // lanes 1 and 3: the lanes of `[b0 lo, b1 lo, b0 hi, b1 hi]`.
     let ones = 0x0101_0101_0101_0101;
@@ -297,6 +289,10 @@ unsafe fn tile_vnni<const R: usize, const NRR: usize>(
     let scale_idx = _mm512_set_epi32(1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0);
     let mut acc = [[_mm512_setzero_ps(); R]; NRR];
     for p in 0..nb / 2 {
+        let mut sa = [_mm512_setzero_ps(); R];
+        for t in 0..R {
+            sa[t] = pair_scales(scale_idx, a_scales[t].add(2 * p));
+        }
         for i in 0..NRR {
             // 32 bytes = blocks (2p, 2p+1) broadcast to [v0, v1, v0, v1] (a pure load),
             // upper half shifted by 4 and masked: [b0 lo, b1 lo, b0 hi, b1 hi] nibbles,
@@ -307,15 +303,21 @@ unsafe fn tile_vnni<const R: usize, const NRR: usize>(
             let zp_pair = (zps[i].add(2 * p) as *const u16).read_unaligned() as i16;
             let zp = _mm512_shuffle_epi8(_mm512_set1_epi16(zp_pair), zp_lanes);
             let wq = _mm512_sub_epi8(_mm512_and_si512(_mm512_srlv_epi64(v, shift), mask), zp);
-            // Masked load: never reads past the two scales of this pair.
-            let d =
-                _mm512_permutexvar_ps(scale_idx, _mm512_maskz_loadu_ps(0b11, scales[i].add(2 * p)));
+            // -128 * (q - zp), summed per i32 lane like the dot products below: what the
+            // activations' +128 offset adds to them, subtracted by starting from it.
+            let offset = _mm512_dpbusd_epi32(
+                _mm512_setzero_si512(),
+                c128,
+                _mm512_sub_epi8(_mm512_setzero_si512(), wq),
+            );
+            let d = pair_scales(scale_idx, scales[i].add(2 * p));
             for t in 0..R {
                 let a = _mm512_loadu_si512(acts[t].add(p * 2 * BLOCK) as *const _);
                 // vpdpbusd: u8 x i8, groups of 4 products summed straight into i32 lanes
                 // (one instruction instead of maddubs + madd, no i16 intermediate).
-                let dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), a, wq);
-                acc[i][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), d, acc[i][t]);
+                let dot = _mm512_dpbusd_epi32(offset, a, wq);
+                acc[i][t] =
+                    _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(d, sa[t]), acc[i][t]);
             }
         }
     }
@@ -332,6 +334,7 @@ unsafe fn tile_vnni<const R: usize, const NRR: usize>(
     if nb % 2 == 1 {
         let b = nb - 1;
         let mask = _mm256_set1_epi8(0x0F);
+        let c128 = _mm256_set1_epi8(-128);
         let shift = _mm256_set_epi64x(4, 4, 0, 0);
         for i in 0..NRR {
             let v = _mm256_broadcastsi128_si256(_mm_loadu_si128(
@@ -341,10 +344,15 @@ unsafe fn tile_vnni<const R: usize, const NRR: usize>(
                 _mm256_and_si256(_mm256_srlv_epi64(v, shift), mask),
                 _mm256_set1_epi8(*zps[i].add(b) as i8),
             );
-            let d = _mm256_set1_ps(*scales[i].add(b));
+            let offset = _mm256_dpbusd_epi32(
+                _mm256_setzero_si256(),
+                c128,
+                _mm256_sub_epi8(_mm256_setzero_si256(), wq),
+            );
             for t in 0..R {
                 let a = _mm256_loadu_si256(acts[t].add(b * BLOCK) as *const __m256i);
-                let dot = _mm256_dpbusd_epi32(_mm256_setzero_si256(), a, wq);
+                let dot = _mm256_dpbusd_epi32(offset, a, wq);
+                let d = _mm256_set1_ps(*scales[i].add(b) * *a_scales[t].add(b));
                 acc256[i][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), d, acc256[i][t]);
             }
         }
@@ -356,12 +364,5 @@ unsafe fn tile_vnni<const R: usize, const NRR: usize>(
 unsafe fn matmul_vnni(x: &[f32], m: usize, w: &Q4Matrix, out: &mut [f32]) {
     let acts = quantize_avx2(x, m, w.k());
     let aq = pair_layout(&acts.q, m, w.k());
-    drive_rows!(w, &aq, m, tile_vnni, |r, j, dot| store(
-        w,
-        &acts.scale,
-        out,
-        r,
-        j,
-        dot
-    ));
+    drive_rows!(w, &aq, &acts.scale, m, tile_vnni, out);
 }
