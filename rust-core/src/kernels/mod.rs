@@ -51,7 +51,8 @@ const NR: usize = 4;
 /// Loop nest shared by the SIMD kernels (a macro so that the `tile` calls are inlined into
 /// the caller's `#[target_feature]` function). `tile::<R, NRR>(w, [weight rows; NRR],
 /// [activation row pointers; R], [activation scale row pointers; R])` returns the `R x NRR`
-/// dot products, which go to `out[r * n + j]`.
+/// dot products, which go to `out[r * n + j]`. The scales may be laid out per kernel: each
+/// of the `m` rows takes `a_scales.len() / m` of them.
 ///
 /// For each group of `NR` weight rows:
 /// * activation rows in groups of `MR` go through `tile::<MR, 1>` once per weight row:
@@ -64,12 +65,13 @@ const NR: usize = 4;
 macro_rules! drive_rows {
     ($w:expr, $aq:expr, $a_scales:expr, $m:expr, $tile:ident, $out:expr) => {{
         // `aq`: the activation rows as the kernel reads them (`[i8]` or offset `[u8]`);
-        // `a_scales`: their block scales, `[m, nb]`.
+        // `a_scales`: their block scales, `m` rows laid out as the tile reads them.
         let (w, m, out): (&Q4Matrix, usize, &mut [f32]) = ($w, $m, $out);
         let (aq, a_scales): (_, &[f32]) = (&$aq[..], &$a_scales[..]);
-        let (n_total, k, nb) = (w.n(), w.k(), w.blocks_per_row());
+        let (n_total, k) = (w.n(), w.k());
+        let scale_stride = a_scales.len().checked_div(m).unwrap_or(0);
         let row = |r: usize| aq[r * k..].as_ptr();
-        let scale_row = |r: usize| a_scales[r * nb..].as_ptr();
+        let scale_row = |r: usize| a_scales[r * scale_stride..].as_ptr();
         let mut n0 = 0;
         while n0 < n_total {
             let nr = if n0 + NR <= n_total { NR } else { 1 };

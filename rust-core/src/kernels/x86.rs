@@ -255,6 +255,25 @@ fn pair_layout(q: &[i8], m: usize, k: usize) -> Vec<u8> {
     out
 }
 
+/// The activations' block scales laid out for [`tile_vnni`]: per row, 16 f32 per pair of
+/// blocks, in the lanes of the pair's dot product (block 2p in lanes 0..4 and 8..12, 2p+1 in
+/// 4..8 and 12..16), then 8 copies of a trailing odd block's scale: one plain load per row
+/// and pair in the kernel, where spreading them there cost a permute each time.
+fn pair_scale_layout(scales: &[f32], nb: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(scales.len() * 8);
+    for row in scales.chunks_exact(nb) {
+        for pair in row.chunks_exact(2) {
+            for lane in 0..16 {
+                out.push(pair[(lane / 4) % 2]);
+            }
+        }
+        if nb % 2 == 1 {
+            out.extend([row[nb - 1]; 8]);
+        }
+    }
+    out
+}
+
 /// The two scales at `p` spread over the i32 lanes of a block pair's dot product (a masked
 /// load never reads past them).
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")]
@@ -264,7 +283,7 @@ unsafe fn pair_scales(scale_idx: __m512i, p: *const f32) -> __m512 {
 }
 
 /// Same as [`tile_avx2`], two blocks per 512-bit vector, `vpdpbusd`, on activations
-/// offset to u8 and laid out by [`pair_layout`].
+/// offset to u8 and laid out by [`pair_layout`], their scales by [`pair_scale_layout`].
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")]
 #[inline]
 unsafe fn tile_vnni<const R: usize, const NRR: usize>(
@@ -291,7 +310,7 @@ unsafe fn tile_vnni<const R: usize, const NRR: usize>(
     for p in 0..nb / 2 {
         let mut sa = [_mm512_setzero_ps(); R];
         for t in 0..R {
-            sa[t] = pair_scales(scale_idx, a_scales[t].add(2 * p));
+            sa[t] = _mm512_loadu_ps(a_scales[t].add(16 * p));
         }
         for i in 0..NRR {
             // 32 bytes = blocks (2p, 2p+1) broadcast to [v0, v1, v0, v1] (a pure load),
@@ -352,7 +371,7 @@ unsafe fn tile_vnni<const R: usize, const NRR: usize>(
             for t in 0..R {
                 let a = _mm256_loadu_si256(acts[t].add(b * BLOCK) as *const __m256i);
                 let dot = _mm256_dpbusd_epi32(offset, a, wq);
-                let d = _mm256_set1_ps(*scales[i].add(b) * *a_scales[t].add(b));
+                let d = _mm256_set1_ps(*scales[i].add(b) * *a_scales[t].add(16 * (nb / 2)));
                 acc256[i][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), d, acc256[i][t]);
             }
         }
@@ -364,5 +383,6 @@ unsafe fn tile_vnni<const R: usize, const NRR: usize>(
 unsafe fn matmul_vnni(x: &[f32], m: usize, w: &Q4Matrix, out: &mut [f32]) {
     let acts = quantize_avx2(x, m, w.k());
     let aq = pair_layout(&acts.q, m, w.k());
-    drive_rows!(w, &aq, &acts.scale, m, tile_vnni, out);
+    let a_scales = pair_scale_layout(&acts.scale, w.blocks_per_row());
+    drive_rows!(w, &aq, &a_scales, m, tile_vnni, out);
 }
