@@ -317,6 +317,30 @@ fn outlier_keeps_other_blocks_precise() {
     }
 }
 
+/// Two passes (the activations, then their quantization residual) give float-level
+/// precision: within 1e-4 of `sum_k |x_k * w_k|` where one W4A8 pass is allowed 1%.
+#[test]
+fn two_pass_matches_float() {
+    let mut rng = Rng::new(5);
+    for &(m, n, k) in &[(1, 64, 320), (5, 16, 864), (7, 9, 96)] {
+        let w = random_matrix(&mut rng, n, k, true);
+        let x = rng.f32s(m * k, -1.0, 1.0);
+        let (yref, mag) = float_ref(&x, m, &w);
+        for kernel in available() {
+            let mut y = vec![0f32; m * n];
+            matmul_two_pass(kernel, &x, m, &w, &mut y);
+            let worst = (0..m * n)
+                .map(|i| (y[i] as f64 - yref[i]).abs() / mag[i])
+                .fold(0f64, f64::max);
+            assert!(
+                worst <= 1e-4,
+                "{}: m={m} n={n} k={k}: worst error {worst}",
+                kernel.name()
+            );
+        }
+    }
+}
+
 #[test]
 fn zero_rows_and_odd_tiles() {
     let mut rng = Rng::new(3);

@@ -19,6 +19,11 @@
 //! Both flatten `A`'s leading axes into `m` rows and call [`Q4Kernel::matmul`]; the kernel is
 //! [`kernels::select()`](crate::kernels::select) at the time the op is built (see
 //! [`set_kernel`](super::set_kernel) to change it).
+//!
+//! The node's `accuracy_level` attribute says how precise the compute must be, as in ONNX
+//! Runtime: 4 allows int8 activations (one W4A8 pass); anything else (0 = unset, 1 = fp32,
+//! 2 = fp16, 3 = bf16) asks for float precision, which the op gives with a second W4A8 pass
+//! on the activations' quantization residual ([`kernels::matmul_two_pass`]).
 
 use std::sync::Arc;
 
@@ -33,6 +38,9 @@ use crate::kernels::{self, Q4Kernel, Q4Matrix};
 /// The only quantization this op implements.
 pub const BITS: usize = 4;
 pub const BLOCK_SIZE: usize = 32;
+/// The `accuracy_level` that allows int8 activations.
+pub const ACCURACY_INT8: i64 = 4;
+
 /// Bytes per block of `B` (32 codes, two per byte).
 const BLOB: usize = BLOCK_SIZE / 2;
 
@@ -197,6 +205,7 @@ impl Expansion for MatMulNBits {
             n: self.n,
             has_zero_points: zp.is_some(),
             has_bias: bias.is_some(),
+            two_pass: self.accuracy_level != ACCURACY_INT8,
             kernel: kernels::select(),
         };
         let y = match unpacked.pack_from(model, inputs[1], inputs[2], zp)? {
@@ -288,12 +297,14 @@ pub fn q4_matrix_from_tensors(
     .map_err(|e| format_err!("MatMulNBits: converting the weight (N={n}, K={k}): {e}"))
 }
 
-/// `out[m, n] = a[m, k] · wᵀ (+ bias)`, `a` of any rank with `k` last.
+/// `out[m, n] = a[m, k] · wᵀ (+ bias)`, `a` of any rank with `k` last; `two_pass`: float
+/// precision activations (see the module doc).
 fn run_q4(
     kernel: &dyn Q4Kernel,
     w: &Q4Matrix,
     a: &Tensor,
     bias: Option<&Tensor>,
+    two_pass: bool,
 ) -> TractResult<Tensor> {
     let (n, k) = (w.n(), w.k());
     ensure!(
@@ -316,7 +327,11 @@ fn run_q4(
         let mut out_view = out.try_as_plain_ram_mut()?;
         let y = out_view.as_slice_mut::<f32>()?;
         if m > 0 {
-            kernel.matmul(x, m, w, y);
+            if two_pass {
+                kernels::matmul_two_pass(kernel, x, m, w, y);
+            } else {
+                kernel.matmul(x, m, w, y);
+            }
         }
         if let Some(bias) = bias {
             ensure!(
@@ -394,6 +409,8 @@ pub struct MatMulNBitsQ4 {
     pub weights: Arc<Q4Matrix>,
     pub kernel: &'static dyn Q4Kernel,
     pub has_bias: bool,
+    /// Float-precision activations (`accuracy_level` other than 4): two W4A8 passes.
+    pub two_pass: bool,
 }
 
 impl std::fmt::Debug for MatMulNBitsQ4 {
@@ -403,6 +420,7 @@ impl std::fmt::Debug for MatMulNBitsQ4 {
             .field("k", &self.weights.k())
             .field("kernel", &self.kernel.name())
             .field("has_bias", &self.has_bias)
+            .field("two_pass", &self.two_pass)
             .finish()
     }
 }
@@ -412,6 +430,7 @@ impl PartialEq for MatMulNBitsQ4 {
         Arc::ptr_eq(&self.weights, &other.weights)
             && self.kernel.name() == other.kernel.name()
             && self.has_bias == other.has_bias
+            && self.two_pass == other.two_pass
     }
 }
 impl Eq for MatMulNBitsQ4 {}
@@ -423,11 +442,12 @@ impl Op for MatMulNBitsQ4 {
 
     fn info(&self) -> TractResult<Vec<String>> {
         Ok(vec![format!(
-            "N={} K={} kernel={} bias={}",
+            "N={} K={} kernel={} bias={} two_pass={}",
             self.weights.n(),
             self.weights.k(),
             self.kernel.name(),
-            self.has_bias
+            self.has_bias,
+            self.two_pass
         )])
     }
 
@@ -453,7 +473,7 @@ impl EvalOp for MatMulNBitsQ4 {
         } else {
             None
         };
-        let y = run_q4(self.kernel, &self.weights, &inputs[0], bias)?;
+        let y = run_q4(self.kernel, &self.weights, &inputs[0], bias, self.two_pass)?;
         Ok(tvec!(y.into_tvalue()))
     }
 }
@@ -502,6 +522,8 @@ pub struct MatMulNBitsUnpacked {
     pub n: usize,
     pub has_zero_points: bool,
     pub has_bias: bool,
+    /// Float-precision activations (`accuracy_level` other than 4): two W4A8 passes.
+    pub two_pass: bool,
     pub kernel: &'static dyn Q4Kernel,
 }
 
@@ -512,6 +534,7 @@ impl std::fmt::Debug for MatMulNBitsUnpacked {
             .field("k", &self.k)
             .field("has_zero_points", &self.has_zero_points)
             .field("has_bias", &self.has_bias)
+            .field("two_pass", &self.two_pass)
             .field("kernel", &self.kernel.name())
             .finish()
     }
@@ -523,6 +546,7 @@ impl PartialEq for MatMulNBitsUnpacked {
             && self.n == other.n
             && self.has_zero_points == other.has_zero_points
             && self.has_bias == other.has_bias
+            && self.two_pass == other.two_pass
             && self.kernel.name() == other.kernel.name()
     }
 }
@@ -559,6 +583,7 @@ impl MatMulNBitsUnpacked {
             weights: Arc::new(weights),
             kernel: self.kernel,
             has_bias: self.has_bias,
+            two_pass: self.two_pass,
         }))
     }
 }
@@ -596,9 +621,14 @@ impl EvalOp for MatMulNBitsUnpacked {
             None
         };
         let w = q4_matrix_from_tensors(self.n, self.k, &inputs[1], &inputs[2], zp)?;
-        Ok(tvec!(
-            run_q4(self.kernel, &w, &inputs[0], bias)?.into_tvalue()
-        ))
+        Ok(tvec!(run_q4(
+            self.kernel,
+            &w,
+            &inputs[0],
+            bias,
+            self.two_pass
+        )?
+        .into_tvalue()))
     }
 }
 
@@ -780,6 +810,7 @@ mod tests {
             n,
             has_zero_points: true,
             has_bias: true,
+            two_pass: false,
             kernel: kernels::select(),
         };
         let y = model.wire_node("mnb", op, &[a, b_w, s_w, z_w, bias_w])?;
@@ -834,6 +865,7 @@ mod tests {
             weights: Arc::new(q4_matrix_from_tensors(8, 64, &b, &scales, None)?),
             kernel: kernels::select(),
             has_bias: false,
+            two_pass: false,
         };
         let err = op
             .eval(
