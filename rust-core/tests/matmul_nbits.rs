@@ -3,8 +3,8 @@
 //!
 //! Tolerance. ORT runs the fixtures with accuracy_level=0 (f32 activations, f32 weights
 //! dequantized from the exact 4-bit codes and f16-exact scales). nextword's kernels may
-//! quantize activations to int8 per block of 32 (W4A8) and tract's built-in stores scales in f16 and
-//! may accumulate differently, so an output element `y` must satisfy
+//! quantize activations to int8 per block of 32 (W4A8) and tract's built-in stores scales in
+//! f16 and may accumulate differently, so an output element `y` must satisfy
 //! `|y - y_ort| <= REL_TOL * max|y_ort| + ABS_TOL` per output tensor, with REL_TOL = 1% (the
 //! int8 rounding of A contributes ~0.1-0.3% of the output range at K=64; the check is loose
 //! enough for that and tight enough to catch any layout/zero-point/bias mistake, which moves

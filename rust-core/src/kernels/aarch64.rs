@@ -6,9 +6,10 @@
 //! correction is needed.
 //!
 //! As on x86, per-block integer dots stay in lanes and are FMA'd as f32 with the product of
-//! the block's weight and activation scales into a lane accumulator (one horizontal add per output), and rows are tiled as
-//! described in `drive_rows!` (mod.rs): 4 activation rows share each unpacked weight block
-//! when m > 1, 4 weight rows share each activation load when m = 1.
+//! the block's weight and activation scales into a lane accumulator (one horizontal add per
+//! output), and rows are tiled as described in `drive_rows!` (mod.rs): 4 activation rows
+//! share each unpacked weight block when m > 1, 4 weight rows share each activation load
+//! when m = 1.
 
 use std::arch::aarch64::*;
 use std::arch::asm;

@@ -2,7 +2,9 @@
 //! integer block dot products with the zero point folded in exactly, f32 accumulation of
 //! `blockdot * (w_scale * a_scale)` over blocks in order.
 
-use super::{check_matmul_args, quantize_acts, quantize_row_scalar, Q4Kernel, Q4Matrix, BLOCK};
+use super::{
+    check_matmul_args, quantize_acts, quantize_row_scalar, Q4Kernel, Q4Matrix, BLOCK, BLOCK_BYTES,
+};
 
 #[derive(Debug)]
 pub(crate) struct Scalar;
@@ -25,12 +27,12 @@ impl Q4Kernel for Scalar {
                 let a_scales = &acts.scale[r * nb..(r + 1) * nb];
                 let mut acc = 0f32;
                 for (b, (qb, ab)) in qs
-                    .chunks_exact(BLOCK / 2)
+                    .chunks_exact(BLOCK_BYTES)
                     .zip(a.chunks_exact(BLOCK))
                     .enumerate()
                 {
                     let zp = zps[b] as i32;
-                    let (a_lo, a_hi) = ab.split_at(BLOCK / 2);
+                    let (a_lo, a_hi) = ab.split_at(BLOCK_BYTES);
                     let mut dot = 0i32;
                     for ((&q, &lo), &hi) in qb.iter().zip(a_lo).zip(a_hi) {
                         dot += ((q & 0x0F) as i32 - zp) * lo as i32;

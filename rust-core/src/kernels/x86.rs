@@ -257,8 +257,8 @@ fn pair_layout(q: &[i8], m: usize, k: usize) -> Vec<u8> {
 
 /// The activations' block scales laid out for [`tile_vnni`]: per row, 16 f32 per pair of
 /// blocks, in the lanes of the pair's dot product (block 2p in lanes 0..4 and 8..12, 2p+1 in
-/// 4..8 and 12..16), then 8 copies of a trailing odd block's scale: one plain load per row
-/// and pair in the kernel, where spreading them there cost a permute each time.
+/// 4..8 and 12..16), then a trailing odd block's scale: one plain load per row and pair in
+/// the kernel, where spreading them there cost a permute each time.
 fn pair_scale_layout(scales: &[f32], nb: usize) -> Vec<f32> {
     let mut out = Vec::with_capacity(scales.len() * 8);
     for row in scales.chunks_exact(nb) {
@@ -268,7 +268,7 @@ fn pair_scale_layout(scales: &[f32], nb: usize) -> Vec<f32> {
             }
         }
         if nb % 2 == 1 {
-            out.extend([row[nb - 1]; 8]);
+            out.push(row[nb - 1]);
         }
     }
     out
