@@ -168,6 +168,9 @@ pub struct Q4Matrix {
     qs: Vec<u8>,
     scales: Vec<f32>,
     zps: Vec<u8>,
+    /// The zero point of every block when they are all equal (always, for symmetric exports
+    /// without a `zero_points` input): kernels then fold it into per-call activation terms.
+    uniform_zp: Option<u8>,
 }
 
 impl fmt::Debug for Q4Matrix {
@@ -255,6 +258,7 @@ impl Q4Matrix {
                 })
                 .collect(),
         };
+        let uniform_zp = zps.iter().all(|&z| z == zps[0]).then_some(zps[0]);
         Ok(Q4Matrix {
             n,
             k,
@@ -262,6 +266,7 @@ impl Q4Matrix {
             qs,
             scales: scales.to_vec(),
             zps,
+            uniform_zp,
         })
     }
 
@@ -301,6 +306,11 @@ impl Q4Matrix {
     #[inline]
     pub(crate) fn row_scales(&self, row: usize) -> &[f32] {
         &self.scales[row * self.nb..(row + 1) * self.nb]
+    }
+    #[inline]
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    pub(crate) fn uniform_zero_point(&self) -> Option<u8> {
+        self.uniform_zp
     }
     #[inline]
     pub(crate) fn row_zps(&self, row: usize) -> &[u8] {
