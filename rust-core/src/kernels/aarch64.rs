@@ -127,7 +127,8 @@ fn quantize_neon(x: &[f32], m: usize, k: usize) -> QuantizedActs {
 unsafe fn unpack_block(qs: *const u8, zp: u8) -> (int8x16_t, int8x16_t) {
     let v = vld1q_u8(qs);
     let z = vdupq_n_s8(zp as i8);
-    // Repacked layout: low nibbles = elements 0..16, high nibbles = 16..32, in order.
+    // Low nibbles = the block's even elements, high nibbles = its odd ones: positions
+    // 0..16 and 16..32 of the activations in the kernels' order (`kernel_order`).
     let lo = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(v, vdupq_n_u8(0x0F))), z);
     let hi = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8::<4>(v)), z);
     (lo, hi)

@@ -33,7 +33,7 @@
 //! All kernels are single-threaded; callers that want parallelism can split N.
 
 use std::fmt;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 /// Activation rows sharing one unpacked weight block in the SIMD kernels (m > 1).
 #[cfg_attr(
@@ -67,7 +67,7 @@ macro_rules! drive_rows {
         // `aq`: the activation rows as the kernel reads them (`[i8]` or offset `[u8]`);
         // `a_scales`: their block scales, `m` rows laid out as the tile reads them.
         let (w, m, out): (&Q4Matrix, usize, &mut [f32]) = ($w, $m, $out);
-        let (aq, a_scales): (_, &[f32]) = (&$aq[..], &$a_scales[..]);
+        let (aq, a_scales): (_, &[_]) = (&$aq[..], &$a_scales[..]);
         let (n_total, k) = (w.n(), w.k());
         let scale_stride = a_scales.len().checked_div(m).unwrap_or(0);
         let row = |r: usize| aq[r * k..].as_ptr();
@@ -149,15 +149,19 @@ pub enum KernelError {
     },
 }
 
-/// A 4-bit weight matrix `[N, K]`, repacked for the kernels.
+/// Read-only elements a [`Q4Matrix`] borrows: a `Vec` it copied, or the model's own weight
+/// tensor, so that loading a model does not hold the weights twice.
+pub type Shared<T> = Arc<dyn AsRef<[T]> + Send + Sync>;
+
+/// A 4-bit weight matrix `[N, K]`, read in MatMulNBits' own layout (no repacking: the
+/// weight bytes can stay where the model loader put them).
 ///
-/// Layout (all row-major over `n`, then block):
-/// * `qs`: 16 bytes per block. Byte `i` holds element `i` in its low nibble and element
-///   `i + 16` in its high nibble (MatMulNBits stores elements `2i`/`2i+1` in byte `i`).
-///   So one 16-byte load gives, after `& 0x0F`, elements 0..16 in order and, after `>> 4`,
-///   elements 16..32 in order: both match a contiguous slice of the int8 activations
-///   without any shuffle (AVX2 puts the two halves in the two 128-bit lanes of a ymm,
-///   NEON uses two q registers).
+/// * `qs`: 16 bytes per block, row-major over `n`, then block. Byte `i` holds element `2i`
+///   in its low nibble and element `2i + 1` in its high nibble. The kernels split a 16-byte
+///   load into low nibbles (the block's even elements) and high nibbles (odd elements); the
+///   activations are put in that order once per call ([`kernel_order`]), so no weight shuffle
+///   is needed (AVX2 puts the two halves in the two 128-bit lanes of a ymm, NEON uses two q
+///   registers).
 /// * `scales`: one f32 per block, contiguous per row.
 /// * `zps`: unpacked zero point (0..15) per block, one byte.
 #[derive(Clone)]
@@ -165,8 +169,8 @@ pub struct Q4Matrix {
     n: usize,
     k: usize,
     nb: usize,
-    qs: Vec<u8>,
-    scales: Vec<f32>,
+    qs: Shared<u8>,
+    scales: Shared<f32>,
     zps: Vec<u8>,
     /// The zero point of every block when they are all equal (always, for symmetric exports
     /// without a `zero_points` input): kernels then fold it into per-call activation terms.
@@ -195,7 +199,7 @@ fn check_len(buffer: &'static str, expected: usize, actual: usize) -> Result<(),
 }
 
 impl Q4Matrix {
-    /// Builds from the MatMulNBits initializers (bits = 4, block_size = 32).
+    /// Builds from the MatMulNBits initializers (bits = 4, block_size = 32), copying them.
     ///
     /// * `b`: u8 `[n, k/32, 16]`; element `2i` of a block is the low nibble of byte `i`,
     ///   element `2i+1` the high nibble.
@@ -207,6 +211,23 @@ impl Q4Matrix {
         k: usize,
         b: &[u8],
         scales: &[f32],
+        zero_points: Option<&[u8]>,
+    ) -> Result<Q4Matrix, KernelError> {
+        Q4Matrix::from_shared(
+            n,
+            k,
+            Arc::new(b.to_vec()),
+            Arc::new(scales.to_vec()),
+            zero_points,
+        )
+    }
+
+    /// [`Q4Matrix::from_matmul_nbits`] on weights and scales it keeps a reference to.
+    pub fn from_shared(
+        n: usize,
+        k: usize,
+        b: Shared<u8>,
+        scales: Shared<f32>,
         zero_points: Option<&[u8]>,
     ) -> Result<Q4Matrix, KernelError> {
         if n == 0 || k == 0 {
@@ -223,26 +244,11 @@ impl Q4Matrix {
         n.checked_mul(k)
             .and_then(|nk| nk.checked_mul(4))
             .ok_or(overflow)?;
-        check_len("b", qbytes, b.len())?;
-        check_len("scales", blocks, scales.len())?;
+        check_len("b", qbytes, (*b).as_ref().len())?;
+        check_len("scales", blocks, (*scales).as_ref().len())?;
         let zp_row = nb.div_ceil(2);
         if let Some(zp) = zero_points {
             check_len("zero_points", n * zp_row, zp.len())?;
-        }
-
-        let mut qs = vec![0u8; qbytes];
-        for (dst, src) in qs
-            .chunks_exact_mut(BLOCK_BYTES)
-            .zip(b.chunks_exact(BLOCK_BYTES))
-        {
-            let mut e = [0u8; BLOCK];
-            for (i, &byte) in src.iter().enumerate() {
-                e[2 * i] = byte & 0x0F;
-                e[2 * i + 1] = byte >> 4;
-            }
-            for i in 0..BLOCK_BYTES {
-                dst[i] = e[i] | (e[i + BLOCK_BYTES] << 4);
-            }
         }
         let zps: Vec<u8> = match zero_points {
             None => vec![DEFAULT_ZERO_POINT; blocks],
@@ -263,8 +269,8 @@ impl Q4Matrix {
             n,
             k,
             nb,
-            qs,
-            scales: scales.to_vec(),
+            qs: b,
+            scales,
             zps,
             uniform_zp,
         })
@@ -286,10 +292,12 @@ impl Q4Matrix {
         for row in 0..self.n {
             for blk in 0..self.nb {
                 let i = row * self.nb + blk;
-                let bytes = &self.qs[i * BLOCK_BYTES..(i + 1) * BLOCK_BYTES];
-                let (s, z) = (self.scales[i], self.zps[i] as f32);
-                w.extend(bytes.iter().map(|&q| ((q & 0x0F) as f32 - z) * s));
-                w.extend(bytes.iter().map(|&q| ((q >> 4) as f32 - z) * s));
+                let bytes = &(*self.qs).as_ref()[i * BLOCK_BYTES..(i + 1) * BLOCK_BYTES];
+                let (s, z) = ((*self.scales).as_ref()[i], self.zps[i] as f32);
+                for &q in bytes {
+                    w.push(((q & 0x0F) as f32 - z) * s);
+                    w.push(((q >> 4) as f32 - z) * s);
+                }
             }
         }
         w
@@ -301,11 +309,11 @@ impl Q4Matrix {
     }
     #[inline]
     pub(crate) fn row_qs(&self, row: usize) -> &[u8] {
-        &self.qs[row * self.nb * BLOCK_BYTES..(row + 1) * self.nb * BLOCK_BYTES]
+        &(*self.qs).as_ref()[row * self.nb * BLOCK_BYTES..(row + 1) * self.nb * BLOCK_BYTES]
     }
     #[inline]
     pub(crate) fn row_scales(&self, row: usize) -> &[f32] {
-        &self.scales[row * self.nb..(row + 1) * self.nb]
+        &(*self.scales).as_ref()[row * self.nb..(row + 1) * self.nb]
     }
     #[inline]
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
@@ -346,7 +354,7 @@ pub(crate) fn check_matmul_args(x: &[f32], m: usize, w: &Q4Matrix, out: &[f32]) 
 
 /// Activations quantized to int8, one scale per block of 32.
 pub(crate) struct QuantizedActs {
-    /// `[m, k]` int8, natural order.
+    /// `[m, k]` int8, each block in the kernels' order ([`kernel_order`]).
     pub q: Vec<i8>,
     /// `[m, k / 32]` dequantization scales (`max|x_b| / 127`, 0 for an all-zero block).
     pub scale: Vec<f32>,
@@ -383,7 +391,15 @@ pub(crate) fn quantize_row_scalar(x: &[f32], q: &mut [i8], scales: &mut [f32]) {
     }
 }
 
-/// Quantizes all rows of `x` with `row_fn` (a scalar or SIMD row quantizer).
+/// Where element `e` of a block goes in the kernels' order: even elements first, then odd
+/// ones, the order of the weight nibbles (low nibbles, then high nibbles, of a block's bytes).
+#[inline]
+pub(crate) fn kernel_order(e: usize) -> usize {
+    e / 2 + (e % 2) * BLOCK_BYTES
+}
+
+/// Quantizes all rows of `x` with `row_fn` (a scalar or SIMD row quantizer), each block
+/// then put in the kernels' order (a permutation inside a block: same scale, same values).
 pub(crate) fn quantize_acts(
     x: &[f32],
     m: usize,
@@ -400,6 +416,12 @@ pub(crate) fn quantize_acts(
             &mut scale[r * nb..(r + 1) * nb],
         );
     }
+    for block in q.chunks_exact_mut(BLOCK) {
+        let natural: [i8; BLOCK] = block.try_into().expect("a block");
+        for (e, &v) in natural.iter().enumerate() {
+            block[kernel_order(e)] = v;
+        }
+    }
     QuantizedActs { q, scale }
 }
 
@@ -415,9 +437,11 @@ pub fn matmul_two_pass(kernel: &dyn Q4Kernel, x: &[f32], m: usize, w: &Q4Matrix,
     let acts = quantize_acts(x, m, w.k, quantize_row_scalar);
     let residual: Vec<f32> = x
         .iter()
-        .zip(&acts.q)
         .enumerate()
-        .map(|(i, (&v, &a))| v - a as f32 * acts.scale[i / BLOCK])
+        .map(|(i, &v)| {
+            let a = acts.q[i - i % BLOCK + kernel_order(i % BLOCK)];
+            v - a as f32 * acts.scale[i / BLOCK]
+        })
         .collect();
     let mut refinement = vec![0f32; out.len()];
     kernel.matmul(&residual, m, w, &mut refinement);

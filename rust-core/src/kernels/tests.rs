@@ -82,7 +82,7 @@ fn term_magnitude(acts: &QuantizedActs, r: usize, w: &Q4Matrix, j: usize) -> f64
     let mut t = 0f64;
     for b in 0..nb {
         let i = j * nb + b;
-        let bytes = &w.qs[i * BLOCK_BYTES..(i + 1) * BLOCK_BYTES];
+        let bytes = &(*w.qs).as_ref()[i * BLOCK_BYTES..(i + 1) * BLOCK_BYTES];
         let zp = w.zps[i] as f64;
         let mut s = 0f64;
         for e in 0..BLOCK {
@@ -93,7 +93,7 @@ fn term_magnitude(acts: &QuantizedActs, r: usize, w: &Q4Matrix, j: usize) -> f64
             } as f64;
             s += (acts.q[r * k + b * BLOCK + e] as f64).abs() * (q - zp).abs();
         }
-        t += w.scales[i].abs() as f64 * acts.scale[r * nb + b] as f64 * s;
+        t += (*w.scales).as_ref()[i].abs() as f64 * acts.scale[r * nb + b] as f64 * s;
     }
     t
 }
@@ -240,8 +240,9 @@ fn scalar_matches_dequantized_reference() {
         let w = random_matrix(&mut rng, n, k, with_zp);
         let x = rng.f32s(m * k, -3.0, 3.0);
         let acts = quantize_acts(&x, m, k, quantize_row_scalar);
+        // The dequantized activations, back in natural order.
         let xq: Vec<f32> = (0..m * k)
-            .map(|i| acts.q[i] as f32 * acts.scale[i / BLOCK])
+            .map(|i| acts.q[i - i % BLOCK + kernel_order(i % BLOCK)] as f32 * acts.scale[i / BLOCK])
             .collect();
         let (yref, _) = float_ref(&xq, m, &w);
         let y = run(scalar(), &x, m, &w);

@@ -236,7 +236,7 @@ unsafe fn matmul_avx2(x: &[f32], m: usize, w: &Q4Matrix, out: &mut [f32]) {
 /// Each activation row reordered for [`tile_vnni`]: for each pair of blocks (b0, b1) the 64
 /// bytes become `[b0[0..16], b1[0..16], b0[16..32], b1[16..32]]`, the order in which a
 /// 256-bit broadcast + per-half shift unpacks the pair's weight nibbles. A trailing odd
-/// block stays in natural order.
+/// block stays in the kernels' order.
 fn pair_layout(q: &[i8], m: usize, k: usize) -> Vec<i8> {
     let mut out = q.to_vec();
     let pairs = k / BLOCK / 2;
@@ -250,38 +250,38 @@ fn pair_layout(q: &[i8], m: usize, k: usize) -> Vec<i8> {
     out
 }
 
-/// Per-block terms of the activations laid out for [`tile_vnni`]: per row and pair of
-/// blocks, 16 scales then 16 zero-point terms, each block's value in the lanes of the pair's
-/// dot product (block 2p in lanes 0..4 and 8..12, 2p+1 in 4..8 and 12..16); then a trailing
-/// odd block's scale and term. One plain load each per row and pair in the kernel.
+/// Per-block terms of the activations laid out for [`tile_vnni`], as 32-bit words: per row
+/// and pair of blocks, 16 f32 scales (each block's in the lanes of the pair's dot product:
+/// block 2p in lanes 0..4 and 8..12, 2p+1 in 4..8 and 12..16), then 16 i32 sums; then for a
+/// trailing odd block, its scale and 8 sums. One plain load each per row and pair.
 ///
 /// `vpdpbusd` takes the unsigned operand first, so the kernel multiplies the raw nibbles
-/// `q` (0..15) by the int8 activations `a`, and the zero point comes off afterwards:
-/// `sum((q - zp) * a) = sum(q * a) - zp * sum(a)`. The term is `a_scale * sum(a) / 8` per
-/// lane (a block spans 8 lanes, which the final reduction adds up), times `zp` when the whole
-/// matrix has one zero point (`uniform_zp`); otherwise the kernel multiplies by each block's.
-fn pair_terms_layout(q: &[i8], scales: &[f32], nb: usize, uniform_zp: Option<u8>) -> Vec<f32> {
-    let zp = uniform_zp.map_or(1.0, f32::from);
-    let term = |row: usize, b: usize| {
-        let sum: i32 = q[(row * nb + b) * BLOCK..][..BLOCK]
-            .iter()
-            .map(|&a| i32::from(a))
-            .sum();
-        scales[row * nb + b] * (sum as f32 * zp / 8.0)
+/// `q` (0..15) by the int8 activations `a` and the zero point comes off as
+/// `sum((q - zp) * a) = sum(q * a) - zp * sum(a)`, per i32 lane: the sums are those of each
+/// lane's 4 activations (of `aq`, laid out by [`pair_layout`]), times `-zp` when the matrix has
+/// one zero point (`uniform_zp`), which the kernel's `vpdpbusd` then starts from: the block
+/// dot products stay exact integers. Otherwise the kernel multiplies by each block's `-zp`.
+fn pair_terms_layout(aq: &[i8], scales: &[f32], nb: usize, uniform_zp: Option<u8>) -> Vec<u32> {
+    let factor = -uniform_zp.map_or(1, i32::from);
+    let k = nb * BLOCK;
+    let lane_sums = |row: &[i8], out: &mut Vec<u32>| {
+        for lane in row.chunks_exact(4) {
+            let sum: i32 = lane.iter().map(|&a| i32::from(a)).sum();
+            out.push((sum * factor) as u32);
+        }
     };
-    let mut out = Vec::with_capacity(scales.len() * 16 + 2);
-    for row in 0..scales.len() / nb {
+    let mut out = Vec::with_capacity(scales.len() * 16 + 9);
+    for (row, row_scales) in scales.chunks_exact(nb).enumerate() {
+        let acts = &aq[row * k..(row + 1) * k];
         for p in 0..nb / 2 {
             for lane in 0..16 {
-                out.push(scales[row * nb + 2 * p + (lane / 4) % 2]);
+                out.push(row_scales[2 * p + (lane / 4) % 2].to_bits());
             }
-            for lane in 0..16 {
-                out.push(term(row, 2 * p + (lane / 4) % 2));
-            }
+            lane_sums(&acts[p * 2 * BLOCK..(p + 1) * 2 * BLOCK], &mut out);
         }
         if nb % 2 == 1 {
-            out.push(scales[row * nb + nb - 1]);
-            out.push(term(row, nb - 1));
+            out.push(row_scales[nb - 1].to_bits());
+            lane_sums(&acts[(nb - 1) * BLOCK..], &mut out);
         }
     }
     out
@@ -304,7 +304,7 @@ unsafe fn tile_vnni<const R: usize, const NRR: usize, const UNIFORM: bool>(
     w: &Q4Matrix,
     ns: [usize; NRR],
     acts: [*const i8; R],
-    a_terms: [*const f32; R],
+    a_terms: [*const u32; R],
 ) -> [[f32; R]; NRR] {
     let nb = w.blocks_per_row();
     let qs: [*const u8; NRR] = core::array::from_fn(|i| w.row_qs(ns[i]).as_ptr());
@@ -318,10 +318,10 @@ unsafe fn tile_vnni<const R: usize, const NRR: usize, const UNIFORM: bool>(
     let mut acc = [[_mm512_setzero_ps(); R]; NRR];
     for p in 0..nb / 2 {
         let mut sa = [_mm512_setzero_ps(); R];
-        let mut terms = [_mm512_setzero_ps(); R];
+        let mut sums = [_mm512_setzero_si512(); R];
         for t in 0..R {
-            sa[t] = _mm512_loadu_ps(a_terms[t].add(32 * p));
-            terms[t] = _mm512_loadu_ps(a_terms[t].add(32 * p + 16));
+            sa[t] = _mm512_loadu_ps(a_terms[t].add(32 * p) as *const f32);
+            sums[t] = _mm512_loadu_si512(a_terms[t].add(32 * p + 16) as *const _);
         }
         for i in 0..NRR {
             // 32 bytes = blocks (2p, 2p+1) broadcast to [v0, v1, v0, v1] (a pure load),
@@ -332,31 +332,32 @@ unsafe fn tile_vnni<const R: usize, const NRR: usize, const UNIFORM: bool>(
             ));
             let wq = _mm512_and_si512(_mm512_srlv_epi64(v, shift), mask);
             let d = pair_lanes(lane_idx, scales[i].add(2 * p));
+            // Per-block zero points spread over the lanes (the sums carry a uniform one).
             let zp = if UNIFORM {
-                _mm512_setzero_ps()
+                _mm512_setzero_si512()
             } else {
                 let pair = [
                     f32::from(*zps[i].add(2 * p)),
                     f32::from(*zps[i].add(2 * p + 1)),
                 ];
-                pair_lanes(lane_idx, pair.as_ptr())
+                _mm512_cvtps_epi32(pair_lanes(lane_idx, pair.as_ptr()))
             };
             for t in 0..R {
                 let a = _mm512_loadu_si512(acts[t].add(p * 2 * BLOCK) as *const _);
-                // vpdpbusd: u8 x i8, groups of 4 products summed straight into i32 lanes.
-                let dot = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), wq, a));
-                // a_scale * (sum(q * a) - zp * sum(a)), per lane.
-                let y = if UNIFORM {
-                    _mm512_fmsub_ps(dot, sa[t], terms[t])
+                // -zp * sum(a) per lane, then vpdpbusd adds sum(q * a): u8 x i8, groups of 4
+                // products summed straight into the i32 lanes. Exact.
+                let start = if UNIFORM {
+                    sums[t]
                 } else {
-                    _mm512_fnmadd_ps(zp, terms[t], _mm512_mul_ps(dot, sa[t]))
+                    _mm512_mullo_epi32(zp, sums[t])
                 };
-                acc[i][t] = _mm512_fmadd_ps(d, y, acc[i][t]);
+                let dot = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(start, wq, a));
+                acc[i][t] = _mm512_fmadd_ps(dot, _mm512_mul_ps(d, sa[t]), acc[i][t]);
             }
         }
     }
     // Fold to 256 bits; an odd trailing block (e.g. K = 864 has 27 blocks) is done with
-    // 256-bit VNNI on the natural activation order and added in.
+    // 256-bit VNNI on the activations in the kernels' order and added in.
     let mut acc256 = [[_mm256_setzero_ps(); R]; NRR];
     for i in 0..NRR {
         for t in 0..R {
@@ -374,19 +375,20 @@ unsafe fn tile_vnni<const R: usize, const NRR: usize, const UNIFORM: bool>(
                 qs[i].add(b * BLOCK_BYTES) as *const __m128i
             ));
             let wq = _mm256_and_si256(_mm256_srlv_epi64(v, shift), mask);
-            let d = _mm256_set1_ps(*scales[i].add(b));
-            let zp = if UNIFORM {
-                1.0
+            let d = *scales[i].add(b);
+            let zp = _mm256_set1_epi32(if UNIFORM {
+                1
             } else {
-                f32::from(*zps[i].add(b))
-            };
+                i32::from(*zps[i].add(b))
+            });
             for t in 0..R {
                 let a = _mm256_loadu_si256(acts[t].add(b * BLOCK) as *const __m256i);
-                let dot = _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(_mm256_setzero_si256(), wq, a));
-                let sa = *a_terms[t].add(32 * (nb / 2));
-                let term = *a_terms[t].add(32 * (nb / 2) + 1) * zp;
-                let y = _mm256_fmsub_ps(dot, _mm256_set1_ps(sa), _mm256_set1_ps(term));
-                acc256[i][t] = _mm256_fmadd_ps(d, y, acc256[i][t]);
+                let terms = a_terms[t].add(32 * (nb / 2));
+                let sums = _mm256_loadu_si256(terms.add(1) as *const __m256i);
+                let start = _mm256_mullo_epi32(zp, sums);
+                let dot = _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(start, wq, a));
+                let scale = _mm256_set1_ps(d * f32::from_bits(*terms));
+                acc256[i][t] = _mm256_fmadd_ps(dot, scale, acc256[i][t]);
             }
         }
     }
@@ -400,7 +402,7 @@ unsafe fn tile_vnni_uniform<const R: usize, const NRR: usize>(
     w: &Q4Matrix,
     ns: [usize; NRR],
     acts: [*const i8; R],
-    a_terms: [*const f32; R],
+    a_terms: [*const u32; R],
 ) -> [[f32; R]; NRR] {
     tile_vnni::<R, NRR, true>(w, ns, acts, a_terms)
 }
@@ -412,7 +414,7 @@ unsafe fn tile_vnni_per_block<const R: usize, const NRR: usize>(
     w: &Q4Matrix,
     ns: [usize; NRR],
     acts: [*const i8; R],
-    a_terms: [*const f32; R],
+    a_terms: [*const u32; R],
 ) -> [[f32; R]; NRR] {
     tile_vnni::<R, NRR, false>(w, ns, acts, a_terms)
 }
@@ -420,13 +422,8 @@ unsafe fn tile_vnni_per_block<const R: usize, const NRR: usize>(
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")]
 unsafe fn matmul_vnni(x: &[f32], m: usize, w: &Q4Matrix, out: &mut [f32]) {
     let acts = quantize_avx2(x, m, w.k());
-    let terms = pair_terms_layout(
-        &acts.q,
-        &acts.scale,
-        w.blocks_per_row(),
-        w.uniform_zero_point(),
-    );
     let aq = pair_layout(&acts.q, m, w.k());
+    let terms = pair_terms_layout(&aq, &acts.scale, w.blocks_per_row(), w.uniform_zero_point());
     if w.uniform_zero_point().is_some() {
         drive_rows!(w, &aq, &terms, m, tile_vnni_uniform, out);
     } else {

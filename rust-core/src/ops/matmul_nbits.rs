@@ -33,7 +33,7 @@ use tract_onnx::tract_core::ops::cast::cast;
 use tract_onnx::tract_core::{as_op, op_as_typed_op, op_out_of_plan};
 use tract_onnx::tract_hir::internal::*;
 
-use crate::kernels::{self, Q4Kernel, Q4Matrix};
+use crate::kernels::{self, Q4Kernel, Q4Matrix, Shared};
 
 /// The only quantization this op implements.
 pub const BITS: usize = 4;
@@ -231,12 +231,37 @@ impl Expansion for MatMulNBits {
     }
 }
 
-/// Converts the ONNX weight tensors into a `Q4Matrix`, checking types and sizes.
+/// A constant tensor's elements, read in place: the kernels use the model's own weight
+/// tensors rather than a copy (which held the weights twice while the model loaded).
+struct TensorSlice<T>(Arc<Tensor>, std::marker::PhantomData<T>);
+
+impl<T: Datum> TensorSlice<T> {
+    /// `None` unless `t` holds `T`s in plain memory.
+    fn new(t: Arc<Tensor>) -> Option<Self> {
+        let slice = TensorSlice(t, std::marker::PhantomData);
+        let plain = slice.elements().is_some();
+        plain.then_some(slice)
+    }
+
+    fn elements(&self) -> Option<&[T]> {
+        self.0.as_plain_ram()?.as_slice::<T>().ok()
+    }
+}
+
+impl<T: Datum> AsRef<[T]> for TensorSlice<T> {
+    fn as_ref(&self) -> &[T] {
+        // Checked by `TensorSlice::new`; tensors are immutable behind an Arc.
+        self.elements().unwrap_or(&[])
+    }
+}
+
+/// Converts the ONNX weight tensors into a `Q4Matrix`, checking types and sizes. The
+/// matrix keeps references to `b` and to f32 `scales` instead of copying them.
 pub fn q4_matrix_from_tensors(
     n: usize,
     k: usize,
-    b: &Tensor,
-    scales: &Tensor,
+    b: &Arc<Tensor>,
+    scales: &Arc<Tensor>,
     zero_points: Option<&Tensor>,
 ) -> TractResult<Q4Matrix> {
     let blocks = k / BLOCK_SIZE;
@@ -262,9 +287,20 @@ pub fn q4_matrix_from_tensors(
         scales.len(),
         n * blocks
     );
-    let scales = scales.cast_to::<f32>()?;
-    let scales_view = scales.try_as_plain_ram()?;
-    let b_view = b.try_as_plain_ram()?;
+    let scales: Shared<f32> = match TensorSlice::<f32>::new(scales.clone()) {
+        Some(s) => Arc::new(s),
+        None => Arc::new(
+            scales
+                .cast_to::<f32>()?
+                .try_as_plain_ram()?
+                .as_slice::<f32>()?
+                .to_vec(),
+        ),
+    };
+    let b: Shared<u8> = match TensorSlice::<u8>::new(b.clone()) {
+        Some(b) => Arc::new(b),
+        None => Arc::new(b.try_as_plain_ram()?.as_slice::<u8>()?.to_vec()),
+    };
     let zp_view = match zero_points {
         Some(zp) => {
             ensure!(
@@ -287,14 +323,8 @@ pub fn q4_matrix_from_tensors(
         Some(v) => Some(v.as_slice::<u8>()?),
         None => None,
     };
-    Q4Matrix::from_matmul_nbits(
-        n,
-        k,
-        b_view.as_slice::<u8>()?,
-        scales_view.as_slice::<f32>()?,
-        zp_slice,
-    )
-    .map_err(|e| format_err!("MatMulNBits: converting the weight (N={n}, K={k}): {e}"))
+    Q4Matrix::from_shared(n, k, b, scales, zp_slice)
+        .map_err(|e| format_err!("MatMulNBits: converting the weight (N={n}, K={k}): {e}"))
 }
 
 /// `out[m, n] = a[m, k] · wᵀ (+ bias)`, `a` of any rank with `k` last; `two_pass`: float
@@ -620,7 +650,14 @@ impl EvalOp for MatMulNBitsUnpacked {
         } else {
             None
         };
-        let w = q4_matrix_from_tensors(self.n, self.k, &inputs[1], &inputs[2], zp)?;
+        let (b, scales) = (inputs[1].clone(), inputs[2].clone());
+        let w = q4_matrix_from_tensors(
+            self.n,
+            self.k,
+            &b.into_arc_tensor(),
+            &scales.into_arc_tensor(),
+            zp,
+        )?;
         Ok(tvec!(run_q4(
             self.kernel,
             &w,
@@ -752,7 +789,7 @@ mod tests {
     }
 
     /// Deterministic weights: B [n, k/32, 16], scales [n*k/32], zero points packed.
-    fn weights(n: usize, k: usize) -> (Tensor, Tensor, Tensor) {
+    fn weights(n: usize, k: usize) -> (Arc<Tensor>, Arc<Tensor>, Tensor) {
         let blocks = k / 32;
         let b: Vec<u8> = (0..n * blocks * 16).map(|i| (i * 37 + 11) as u8).collect();
         let scales: Vec<f32> = (0..n * blocks)
@@ -762,8 +799,12 @@ mod tests {
             .map(|i| (i * 29 + 3) as u8)
             .collect();
         (
-            Tensor::from_shape(&[n, blocks, 16], &b).unwrap(),
-            Tensor::from_shape(&[n * blocks], &scales).unwrap(),
+            Tensor::from_shape(&[n, blocks, 16], &b)
+                .unwrap()
+                .into_arc_tensor(),
+            Tensor::from_shape(&[n * blocks], &scales)
+                .unwrap()
+                .into_arc_tensor(),
             Tensor::from_shape(&[n * blocks.div_ceil(2)], &zp).unwrap(),
         )
     }
@@ -841,7 +882,9 @@ mod tests {
     fn weight_shape_errors_are_reported() {
         let (n, k) = (8, 64);
         let (b, scales, zp) = weights(n, k);
-        let short_scales = Tensor::from_shape(&[3], &[1f32, 2., 3.]).unwrap();
+        let short_scales = Tensor::from_shape(&[3], &[1f32, 2., 3.])
+            .unwrap()
+            .into_arc_tensor();
         let err = q4_matrix_from_tensors(n, k, &b, &short_scales, None)
             .err()
             .unwrap();
