@@ -15,7 +15,7 @@ use std::arch::aarch64::*;
 use std::arch::asm;
 
 use super::{
-    act_scale, check_matmul_args, quantize_acts, Q4Kernel, Q4Matrix, QuantizedActs, BLOCK,
+    act_scale, check_matmul_args, quantize_acts, Q4Kernel, Q4Matrix, Q4View, QuantizedActs, BLOCK,
     BLOCK_BYTES, MR, NR,
 };
 
@@ -163,7 +163,7 @@ fn reduce<const R: usize, const NRR: usize>(acc: [[float32x4_t; R]; NRR]) -> [[f
 /// dot product as 4 i32 lanes.
 macro_rules! neon_tile {
     ($w:expr, $ns:expr, $acts:expr, $a_scales:expr, $R:ident, $NRR:ident, $dot:expr) => {{
-        let (w, ns, acts, a_scales): (&Q4Matrix, [usize; $NRR], [*const i8; $R], [*const f32; $R]) =
+        let (w, ns, acts, a_scales): (&Q4View, [usize; $NRR], [*const i8; $R], [*const f32; $R]) =
             ($w, $ns, $acts, $a_scales);
         let nb = w.blocks_per_row();
         let qs: [*const u8; $NRR] = core::array::from_fn(|i| w.row_qs(ns[i]).as_ptr());
@@ -192,7 +192,7 @@ macro_rules! neon_tile {
 #[target_feature(enable = "neon")]
 #[inline]
 unsafe fn tile_neon<const R: usize, const NRR: usize>(
-    w: &Q4Matrix,
+    w: &Q4View,
     ns: [usize; NRR],
     acts: [*const i8; R],
     a_scales: [*const f32; R],
@@ -236,7 +236,7 @@ unsafe fn sdot(mut acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
 #[target_feature(enable = "neon,dotprod")]
 #[inline]
 unsafe fn tile_dotprod<const R: usize, const NRR: usize>(
-    w: &Q4Matrix,
+    w: &Q4View,
     ns: [usize; NRR],
     acts: [*const i8; R],
     a_scales: [*const f32; R],

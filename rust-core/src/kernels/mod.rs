@@ -66,7 +66,8 @@ macro_rules! drive_rows {
     ($w:expr, $aq:expr, $a_scales:expr, $m:expr, $tile:ident, $out:expr) => {{
         // `aq`: the activation rows as the kernel reads them (`[i8]` or offset `[u8]`);
         // `a_scales`: their block scales, `m` rows laid out as the tile reads them.
-        let (w, m, out): (&Q4Matrix, usize, &mut [f32]) = ($w, $m, $out);
+        let view = $w.view();
+        let (w, m, out): (&Q4View, usize, &mut [f32]) = (&view, $m, $out);
         let (aq, a_scales): (_, &[_]) = (&$aq[..], &$a_scales[..]);
         let (n_total, k) = (w.n(), w.k());
         let scale_stride = a_scales.len().checked_div(m).unwrap_or(0);
@@ -304,24 +305,59 @@ impl Q4Matrix {
     }
 
     #[inline]
-    pub(crate) fn blocks_per_row(&self) -> usize {
-        self.nb
-    }
-    #[inline]
-    pub(crate) fn row_qs(&self, row: usize) -> &[u8] {
-        &(*self.qs).as_ref()[row * self.nb * BLOCK_BYTES..(row + 1) * self.nb * BLOCK_BYTES]
-    }
-    #[inline]
-    pub(crate) fn row_scales(&self, row: usize) -> &[f32] {
-        &(*self.scales).as_ref()[row * self.nb..(row + 1) * self.nb]
-    }
-    #[inline]
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub(crate) fn uniform_zero_point(&self) -> Option<u8> {
         self.uniform_zp
     }
+
+    /// The matrix's elements as plain slices, resolved once per kernel call: the kernels ask
+    /// for rows thousands of times per call, too often for a dynamic call each.
+    pub(crate) fn view(&self) -> Q4View<'_> {
+        Q4View {
+            n: self.n,
+            k: self.k,
+            nb: self.nb,
+            qs: (*self.qs).as_ref(),
+            scales: (*self.scales).as_ref(),
+            zps: &self.zps,
+        }
+    }
+}
+
+/// A [`Q4Matrix`] as the kernels read it (see [`Q4Matrix::view`]).
+#[derive(Clone, Copy)]
+pub(crate) struct Q4View<'a> {
+    n: usize,
+    k: usize,
+    nb: usize,
+    qs: &'a [u8],
+    scales: &'a [f32],
+    zps: &'a [u8],
+}
+
+impl<'a> Q4View<'a> {
     #[inline]
-    pub(crate) fn row_zps(&self, row: usize) -> &[u8] {
+    pub(crate) fn n(&self) -> usize {
+        self.n
+    }
+    #[inline]
+    pub(crate) fn k(&self) -> usize {
+        self.k
+    }
+    #[inline]
+    pub(crate) fn blocks_per_row(&self) -> usize {
+        self.nb
+    }
+    #[inline]
+    pub(crate) fn row_qs(&self, row: usize) -> &'a [u8] {
+        &self.qs[row * self.nb * BLOCK_BYTES..(row + 1) * self.nb * BLOCK_BYTES]
+    }
+    #[inline]
+    pub(crate) fn row_scales(&self, row: usize) -> &'a [f32] {
+        &self.scales[row * self.nb..(row + 1) * self.nb]
+    }
+    #[inline]
+    pub(crate) fn row_zps(&self, row: usize) -> &'a [u8] {
         &self.zps[row * self.nb..(row + 1) * self.nb]
     }
 }

@@ -18,6 +18,7 @@ impl Q4Kernel for Scalar {
 
     fn matmul(&self, x: &[f32], m: usize, w: &Q4Matrix, out: &mut [f32]) {
         check_matmul_args(x, m, w, out);
+        let w = w.view();
         let (n_total, k, nb) = (w.n(), w.k(), w.blocks_per_row());
         let acts = quantize_acts(x, m, k, quantize_row_scalar);
         for n in 0..n_total {

@@ -20,7 +20,7 @@
 use std::arch::x86_64::*;
 
 use super::{
-    act_scale, check_matmul_args, quantize_acts, Q4Kernel, Q4Matrix, QuantizedActs, BLOCK,
+    act_scale, check_matmul_args, quantize_acts, Q4Kernel, Q4Matrix, Q4View, QuantizedActs, BLOCK,
     BLOCK_BYTES, MR, NR,
 };
 
@@ -175,7 +175,7 @@ fn reduce<const R: usize, const NRR: usize>(acc: [[__m256; R]; NRR]) -> [[f32; R
 #[target_feature(enable = "avx2,fma")]
 #[inline]
 unsafe fn tile_avx2<const R: usize, const NRR: usize>(
-    w: &Q4Matrix,
+    w: &Q4View,
     ns: [usize; NRR],
     acts: [*const i8; R],
     a_scales: [*const f32; R],
@@ -301,7 +301,7 @@ unsafe fn pair_lanes(idx: __m512i, p: *const f32) -> __m512 {
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")]
 #[inline]
 unsafe fn tile_vnni<const R: usize, const NRR: usize, const UNIFORM: bool>(
-    w: &Q4Matrix,
+    w: &Q4View,
     ns: [usize; NRR],
     acts: [*const i8; R],
     a_terms: [*const u32; R],
@@ -399,7 +399,7 @@ unsafe fn tile_vnni<const R: usize, const NRR: usize, const UNIFORM: bool>(
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")]
 #[inline]
 unsafe fn tile_vnni_uniform<const R: usize, const NRR: usize>(
-    w: &Q4Matrix,
+    w: &Q4View,
     ns: [usize; NRR],
     acts: [*const i8; R],
     a_terms: [*const u32; R],
@@ -411,7 +411,7 @@ unsafe fn tile_vnni_uniform<const R: usize, const NRR: usize>(
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")]
 #[inline]
 unsafe fn tile_vnni_per_block<const R: usize, const NRR: usize>(
-    w: &Q4Matrix,
+    w: &Q4View,
     ns: [usize; NRR],
     acts: [*const i8; R],
     a_terms: [*const u32; R],
@@ -423,7 +423,7 @@ unsafe fn tile_vnni_per_block<const R: usize, const NRR: usize>(
 unsafe fn matmul_vnni(x: &[f32], m: usize, w: &Q4Matrix, out: &mut [f32]) {
     let acts = quantize_avx2(x, m, w.k());
     let aq = pair_layout(&acts.q, m, w.k());
-    let terms = pair_terms_layout(&aq, &acts.scale, w.blocks_per_row(), w.uniform_zero_point());
+    let terms = pair_terms_layout(&aq, &acts.scale, w.k() / BLOCK, w.uniform_zero_point());
     if w.uniform_zero_point().is_some() {
         drive_rows!(w, &aq, &terms, m, tile_vnni_uniform, out);
     } else {

@@ -233,25 +233,39 @@ impl Expansion for MatMulNBits {
 
 /// A constant tensor's elements, read in place: the kernels use the model's own weight
 /// tensors rather than a copy (which held the weights twice while the model loaded).
-struct TensorSlice<T>(Arc<Tensor>, std::marker::PhantomData<T>);
+struct TensorSlice<T> {
+    /// Keeps the elements alive; a tensor behind an `Arc` is never mutated or moved.
+    _tensor: Arc<Tensor>,
+    ptr: *const T,
+    len: usize,
+}
+
+// SAFETY: the slice is read-only data owned by `_tensor` (an `Arc<Tensor>`, Send + Sync), and
+// `T` is a plain `Datum` (u8 or f32).
+unsafe impl<T: Datum> Send for TensorSlice<T> {}
+unsafe impl<T: Datum> Sync for TensorSlice<T> {}
 
 impl<T: Datum> TensorSlice<T> {
-    /// `None` unless `t` holds `T`s in plain memory.
+    /// `None` unless `t` holds `T`s in plain memory. The slice is resolved once here: the
+    /// kernels ask for rows of it thousands of times per model call.
     fn new(t: Arc<Tensor>) -> Option<Self> {
-        let slice = TensorSlice(t, std::marker::PhantomData);
-        let plain = slice.elements().is_some();
-        plain.then_some(slice)
-    }
-
-    fn elements(&self) -> Option<&[T]> {
-        self.0.as_plain_ram()?.as_slice::<T>().ok()
+        let (ptr, len) = {
+            let elements = t.as_plain_ram()?.as_slice::<T>().ok()?;
+            (elements.as_ptr(), elements.len())
+        };
+        Some(TensorSlice {
+            _tensor: t,
+            ptr,
+            len,
+        })
     }
 }
 
 impl<T: Datum> AsRef<[T]> for TensorSlice<T> {
     fn as_ref(&self) -> &[T] {
-        // Checked by `TensorSlice::new`; tensors are immutable behind an Arc.
-        self.elements().unwrap_or(&[])
+        // SAFETY: `ptr`/`len` came from the tensor's storage, which `_tensor` keeps alive and
+        // unchanged for as long as `self` exists.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
     }
 }
 
