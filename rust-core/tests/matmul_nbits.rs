@@ -13,7 +13,7 @@
 use std::path::PathBuf;
 
 use nextword_core::kernels;
-use nextword_core::ops::{count_nodes, onnx_framework, set_kernel, MatMulImpl};
+use nextword_core::ops::{count_nodes, onnx_framework, set_kernel, GatherQ4, MatMulImpl};
 use nextword_core::tract_onnx::prelude::*;
 use serde_json::Value;
 
@@ -241,6 +241,16 @@ fn tied_embedding_gather_block_quantized() {
             (0, 0)
         };
         assert_eq!(count_nodes(&model), expected_nodes, "{imp}");
+        let gathers = model
+            .nodes()
+            .iter()
+            .filter(|n| n.op_is::<GatherQ4>())
+            .count();
+        assert_eq!(
+            gathers,
+            (imp == MatMulImpl::Nextword) as usize,
+            "{imp}: GatherQ4 nodes"
+        );
         if std::env::var_os("NEXTWORD_DUMP_MODEL").is_some() {
             for node in model.nodes() {
                 eprintln!(
@@ -271,5 +281,33 @@ fn tied_embedding_gather_block_quantized() {
             }
         }
         eprintln!("{imp} tied embedding: max |diff| vs onnxruntime = {worst}");
+    }
+}
+
+/// nextword's GatherBlockQuantized takes ONNX's negative indices (from the end) and refuses
+/// an index past the table with an error, not a panic.
+#[test]
+fn gather_block_quantized_indices() {
+    let model = optimized(MatMulImpl::Nextword, "gather_block_quantized_tied.onnx");
+    let rows = model
+        .nodes()
+        .iter()
+        .find_map(|n| n.op_as::<GatherQ4>())
+        .expect("a GatherQ4 node")
+        .table
+        .n() as i64;
+    let plan = TypedSimplePlan::new(model).unwrap();
+    let emb = |id: i64| -> Result<Vec<f32>, String> {
+        let ids = Tensor::from_shape(&[1, 1], &[id]).unwrap();
+        let out = plan.run(tvec![ids.into()]).map_err(|e| format!("{e:?}"))?;
+        let view = out[0].try_as_plain_ram().unwrap();
+        Ok(view.as_slice::<f32>().unwrap().to_vec())
+    };
+    assert_eq!(emb(-1).unwrap(), emb(rows - 1).unwrap());
+    assert_eq!(emb(-rows).unwrap(), emb(0).unwrap());
+    assert_ne!(emb(0).unwrap(), emb(1).unwrap());
+    for bad in [rows, -rows - 1, i64::MAX, i64::MIN] {
+        let err = emb(bad).expect_err("index out of range");
+        assert!(err.contains("out of range"), "{bad}: {err}");
     }
 }

@@ -258,6 +258,12 @@ fn a_confident_phrase_follows_its_first_word() {
 fn committing_a_phrases_first_word_gives_what_a_fresh_predictor_gives() {
     // The search for the word after the phrase's first word becomes the context's state when
     // that word is committed: same words, same scores (to rounding) as computed from scratch.
+    // "To rounding" is 1%: the reused cache holds keys/values computed in a tree call (other
+    // shapes for tract's attention matmuls, so other float summation orders), and a last-bit
+    // difference that moves an activation across an int8 rounding boundary moves a score by
+    // a few tenths of a percent (0.25% measured on AVX2/VNNI; the kernels themselves give
+    // bit-identical rows whatever the batch, see kernels::tests::rows_do_not_depend_on_batch).
+    // Reusing the wrong state would change scores by far more than that.
     let with = with_phrases();
     let s = with.suggest("We met at the en", 3).unwrap();
     assert_eq!(s[1].kind, SuggestionKind::Phrase, "{s:?}");
@@ -266,7 +272,7 @@ fn committing_a_phrases_first_word_gives_what_a_fresh_predictor_gives() {
     assert_eq!(texts(&reused), texts(&fresh));
     for (a, b) in reused.iter().zip(&fresh) {
         assert!(
-            (a.score - b.score).abs() <= 1e-3 * b.score.max(1e-6),
+            (a.score - b.score).abs() <= 1e-2 * b.score.max(1e-6),
             "{reused:?} {fresh:?}"
         );
     }

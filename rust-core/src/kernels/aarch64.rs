@@ -67,13 +67,13 @@ impl Q4Kernel for DotProd {
 #[target_feature(enable = "neon")]
 unsafe fn matmul_neon(x: &[f32], m: usize, w: &Q4Matrix, out: &mut [f32]) {
     let acts = quantize_neon(x, m, w.k());
-    drive_rows!(w, &acts.q, &acts.scale, m, tile_neon, out);
+    drive_rows!(w, &acts.q, &acts.scale, m, tile_neon[], 1, out);
 }
 
 #[target_feature(enable = "neon,dotprod")]
 unsafe fn matmul_dotprod(x: &[f32], m: usize, w: &Q4Matrix, out: &mut [f32]) {
     let acts = quantize_neon(x, m, w.k());
-    drive_rows!(w, &acts.q, &acts.scale, m, tile_dotprod, out);
+    drive_rows!(w, &acts.q, &acts.scale, m, tile_dotprod[], 1, out);
 }
 
 /// NEON version of [`super::quantize_row_scalar`], bit-identical to it: same scale

@@ -49,68 +49,76 @@ const MR: usize = 4;
 const NR: usize = 4;
 
 /// Loop nest shared by the SIMD kernels (a macro so that the `tile` calls are inlined into
-/// the caller's `#[target_feature]` function). `tile::<R, NRR>(w, [weight rows; NRR],
-/// [activation row pointers; R], [activation scale row pointers; R])` returns the `R x NRR`
-/// dot products, which go to `out[r * n + j]`. The scales may be laid out per kernel: each
-/// of the `m` rows takes `a_scales.len() / m` of them.
+/// the caller's `#[target_feature]` function).
+///
+/// `drive_rows!(w, aq, a_terms, m, tile [extra const generics], WR, out)`:
+/// `tile::<R, NRR, extra..>(w, [weight rows; NRR], [activation row pointers; R],
+/// [activation term row pointers; R])` returns the `R x NRR` dot products, which go to
+/// `out[r * n + j]`. `aq` holds the `m` int8 activation rows as the kernel reads them (`k`
+/// elements each); `a_terms` whatever per-block terms the kernel needs with them (block
+/// scales, or for VNNI scales and lane sums as 32-bit words), `a_terms.len() / m` per row.
 ///
 /// For each group of `NR` weight rows:
-/// * activation rows in groups of `MR` go through `tile::<MR, 1>` once per weight row:
-///   the weight block is unpacked once for `MR` rows, and there are `MR` independent
-///   accumulator chains;
-/// * two or three remaining activation rows go through `tile::<2 or 3, 1>` the same way;
+/// * activation rows in groups of `MR` go through `tile::<MR, WR>` for each `WR` weight
+///   rows: the weight blocks are unpacked once for `MR` rows, each activation load serves
+///   `WR` weight rows, and there are `MR x WR` independent accumulator chains (`WR` is the
+///   kernel's choice: 2 where 32 vector registers hold the tile, else 1);
+/// * two or three remaining activation rows go through `tile::<2 or 3, WR>` the same way;
 /// * a single remaining row (m = 1, or m = 4k + 1) goes through `tile::<1, NR>`: `NR`
 ///   independent accumulator chains hide the FMA latency, each activation load serves `NR`
 ///   weight rows, and the `NR` horizontal sums are combined.
 macro_rules! drive_rows {
-    ($w:expr, $aq:expr, $a_scales:expr, $m:expr, $tile:ident, $out:expr) => {{
-        // `aq`: the activation rows as the kernel reads them (`[i8]` or offset `[u8]`);
-        // `a_scales`: their block scales, `m` rows laid out as the tile reads them.
+    ($w:expr, $aq:expr, $a_terms:expr, $m:expr, $tile:ident [$($extra:expr),*], $WR:expr, $out:expr) => {{
+        const WR: usize = $WR;
+        const _: () = assert!(NR.is_multiple_of(WR));
         let view = $w.view();
         let (w, m, out): (&Q4View, usize, &mut [f32]) = (&view, $m, $out);
-        let (aq, a_scales): (_, &[_]) = (&$aq[..], &$a_scales[..]);
+        let (aq, a_terms): (&[i8], &[_]) = (&$aq[..], &$a_terms[..]);
         let (n_total, k) = (w.n(), w.k());
-        let scale_stride = a_scales.len().checked_div(m).unwrap_or(0);
+        let term_stride = a_terms.len().checked_div(m).unwrap_or(0);
         let row = |r: usize| aq[r * k..].as_ptr();
-        let scale_row = |r: usize| a_scales[r * scale_stride..].as_ptr();
+        let term_row = |r: usize| a_terms[r * term_stride..].as_ptr();
         let mut n0 = 0;
         while n0 < n_total {
             let nr = if n0 + NR <= n_total { NR } else { 1 };
             let mut r0 = 0;
-            // Two to four activation rows share each unpacked weight block (the tree
-            // search's 5-7 row calls end in such groups); a single one gets the `1 x NR` tile.
+            // `R` activation rows share each unpacked weight block (the tree search's 5-7
+            // row calls end in groups of 2-3), `$W` weight rows each activation load.
             macro_rules! row_group {
-                ($R:expr) => {{
+                ($R:expr, $W:expr) => {{
                     let rows: [_; $R] = core::array::from_fn(|t| row(r0 + t));
-                    let scales: [_; $R] = core::array::from_fn(|t| scale_row(r0 + t));
-                    for j in n0..n0 + nr {
-                        let dots = $tile::<$R, 1>(w, [j], rows, scales);
-                        for t in 0..$R {
-                            out[(r0 + t) * n_total + j] = dots[0][t];
+                    let terms: [_; $R] = core::array::from_fn(|t| term_row(r0 + t));
+                    for j in (n0..n0 + nr).step_by($W) {
+                        let dots = $tile::<$R, $W $(, $extra)*>(
+                            w,
+                            core::array::from_fn(|i| j + i),
+                            rows,
+                            terms,
+                        );
+                        for i in 0..$W {
+                            for t in 0..$R {
+                                out[(r0 + t) * n_total + j + i] = dots[i][t];
+                            }
                         }
                     }
                 }};
             }
             while r0 + MR <= m {
-                row_group!(MR);
+                if nr == NR {
+                    row_group!(MR, WR);
+                } else {
+                    row_group!(MR, 1);
+                }
                 r0 += MR;
             }
-            match m - r0 {
-                0 => {}
-                1 if nr == NR => {
-                    let dots = $tile::<1, NR>(
-                        w,
-                        core::array::from_fn(|i| n0 + i),
-                        [row(r0)],
-                        [scale_row(r0)],
-                    );
-                    for i in 0..NR {
-                        out[r0 * n_total + n0 + i] = dots[i][0];
-                    }
-                }
-                1 => row_group!(1),
-                2 => row_group!(2),
-                _ => row_group!(3),
+            match (m - r0, nr == NR) {
+                (0, _) => {}
+                (1, true) => row_group!(1, NR),
+                (1, false) => row_group!(1, 1),
+                (2, true) => row_group!(2, WR),
+                (2, false) => row_group!(2, 1),
+                (_, true) => row_group!(3, WR),
+                (_, false) => row_group!(3, 1),
             }
             n0 += nr;
         }
@@ -289,19 +297,31 @@ impl Q4Matrix {
 
     /// Dequantized weights, `[N, K]` row-major (for references and tests).
     pub fn dequantize(&self) -> Vec<f32> {
-        let mut w = Vec::with_capacity(self.n * self.k);
-        for row in 0..self.n {
-            for blk in 0..self.nb {
-                let i = row * self.nb + blk;
-                let bytes = &(*self.qs).as_ref()[i * BLOCK_BYTES..(i + 1) * BLOCK_BYTES];
-                let (s, z) = ((*self.scales).as_ref()[i], self.zps[i] as f32);
-                for &q in bytes {
-                    w.push(((q & 0x0F) as f32 - z) * s);
-                    w.push(((q >> 4) as f32 - z) * s);
-                }
-            }
+        let mut w = vec![0f32; self.n * self.k];
+        for (row, out) in w.chunks_exact_mut(self.k).enumerate() {
+            self.dequantize_row_into(row, out);
         }
         w
+    }
+
+    /// Row `row` of the weights, dequantized into `out` (`K` floats; an embedding lookup).
+    ///
+    /// Panics if `row >= N` or `out.len() != K`.
+    pub fn dequantize_row_into(&self, row: usize, out: &mut [f32]) {
+        assert!(
+            row < self.n && out.len() == self.k,
+            "dequantize_row_into: bad row or length"
+        );
+        let view = self.view();
+        let blocks = view.row_qs(row).chunks_exact(BLOCK_BYTES);
+        let params = view.row_scales(row).iter().zip(view.row_zps(row));
+        for ((bytes, (&s, &z)), out) in blocks.zip(params).zip(out.chunks_exact_mut(BLOCK)) {
+            let z = f32::from(z);
+            for (&q, pair) in bytes.iter().zip(out.chunks_exact_mut(2)) {
+                pair[0] = (f32::from(q & 0x0F) - z) * s;
+                pair[1] = (f32::from(q >> 4) - z) * s;
+            }
+        }
     }
 
     #[inline]

@@ -360,6 +360,39 @@ fn zero_rows_and_odd_tiles() {
     }
 }
 
+/// A row's outputs do not depend on the rows computed with it: the same text position must
+/// give the same logits whether it went through the model alone or in a batch of tree tokens
+/// (the KV cache is reused across calls of different sizes; int8 rounding downstream would
+/// amplify any last-bit difference). Bit-identical, for every tile shape the kernels use.
+#[test]
+fn rows_do_not_depend_on_batch() {
+    let mut rng = Rng::new(5);
+    for (n, nb) in [(13, 3), (8, 2), (9, 27)] {
+        let k = nb * BLOCK;
+        for with_zp in [false, true] {
+            let w = random_matrix(&mut rng, n, k, with_zp);
+            let m = 11;
+            let x = rng.f32s(m * k, -1.0, 1.0);
+            for kernel in available() {
+                let alone: Vec<Vec<f32>> = (0..m)
+                    .map(|r| run(kernel, &x[r * k..(r + 1) * k], 1, &w))
+                    .collect();
+                for batch in 2..=m {
+                    let y = run(kernel, &x[..batch * k], batch, &w);
+                    for (r, row) in alone.iter().take(batch).enumerate() {
+                        assert_eq!(
+                            &y[r * n..(r + 1) * n],
+                            &row[..],
+                            "{}: row {r} of {batch}, n={n} k={k} zp={with_zp}",
+                            kernel.name()
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Every SIMD quantizer must produce the same int8 rows as the scalar one (they are what
 /// makes the kernels comparable at 1e-4).
 #[test]

@@ -15,7 +15,8 @@
 //! accumulator, so there is only one horizontal reduction per output (not one per block).
 //!
 //! Rows are tiled as described in `drive_rows!` (mod.rs): 4 activation rows share each
-//! unpacked weight block when m > 1, 4 weight rows share each activation load when m = 1.
+//! unpacked weight block when m > 1 (VNNI, with 32 registers: 4 activation rows x 2 weight
+//! rows), 4 weight rows share each activation load when m = 1.
 
 use std::arch::x86_64::*;
 
@@ -82,15 +83,6 @@ impl Q4Kernel for Avx512Vnni {
 
 #[target_feature(enable = "avx2,fma")]
 #[inline]
-fn hsum_ps(v: __m256) -> f32 {
-    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
-    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    let s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    _mm_cvtss_f32(s)
-}
-
-#[target_feature(enable = "avx2,fma")]
-#[inline]
 fn hmax_ps(v: __m256) -> f32 {
     let s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
     let s = _mm_max_ps(s, _mm_movehl_ps(s, s));
@@ -139,29 +131,38 @@ fn quantize_avx2(x: &[f32], m: usize, k: usize) -> QuantizedActs {
     quantize_acts(x, m, k, |x, q, s| unsafe { quantize_row_avx2(x, q, s) })
 }
 
-/// Horizontal sums of an `R x NRR` accumulator tile (one combined `vhaddps` tree when the
-/// tile has 4 accumulators: 4 activation rows x 1 weight row, or 1 x 4).
+/// Horizontal sums of an `R x NRR` accumulator tile, four accumulators at a time through
+/// one combined `vhaddps` tree. A group of fewer than four is padded with zeros, so every
+/// accumulator is summed in the same order whatever the tile's shape: a row's outputs are
+/// then bit-identical whether it was computed alone (m = 1), in a group of 4 or among the
+/// 2-3 rows left over, i.e. the same position gives the same logits whether it reached
+/// the KV cache in one call or another (int8 activation rounding would amplify any
+/// difference).
 #[target_feature(enable = "avx2,fma")]
 #[inline]
 fn reduce<const R: usize, const NRR: usize>(acc: [[__m256; R]; NRR]) -> [[f32; R]; NRR] {
     let mut res = [[0f32; R]; NRR];
-    if R * NRR == 4 {
-        let a = |i: usize| acc[i / R][i % R];
+    // Accumulator `i` in weight-row-major order, zero past the end.
+    let a = |i: usize| {
+        if i < R * NRR {
+            acc[i / R][i % R]
+        } else {
+            _mm256_setzero_ps()
+        }
+    };
+    for i in (0..R * NRR).step_by(4) {
         // [a0 01, a0 23, a1 01, a1 23 | a0 45, a0 67, a1 45, a1 67], same for a2/a3, then
         // [a0, a1, a2, a3 | a0, a1, a2, a3] partial sums; add the halves.
-        let s = _mm256_hadd_ps(_mm256_hadd_ps(a(0), a(1)), _mm256_hadd_ps(a(2), a(3)));
+        let s = _mm256_hadd_ps(
+            _mm256_hadd_ps(a(i), a(i + 1)),
+            _mm256_hadd_ps(a(i + 2), a(i + 3)),
+        );
         let s = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps::<1>(s));
         let mut tmp = [0f32; 4];
         // SAFETY: tmp has 4 floats.
         unsafe { _mm_storeu_ps(tmp.as_mut_ptr(), s) };
-        for (i, v) in tmp.into_iter().enumerate() {
-            res[i / R][i % R] = v;
-        }
-    } else {
-        for i in 0..NRR {
-            for t in 0..R {
-                res[i][t] = hsum_ps(acc[i][t]);
-            }
+        for (j, v) in tmp.into_iter().enumerate().take(R * NRR - i) {
+            res[(i + j) / R][(i + j) % R] = v;
         }
     }
     res
@@ -227,7 +228,8 @@ unsafe fn tile_avx2<const R: usize, const NRR: usize>(
 #[target_feature(enable = "avx2,fma")]
 unsafe fn matmul_avx2(x: &[f32], m: usize, w: &Q4Matrix, out: &mut [f32]) {
     let acts = quantize_avx2(x, m, w.k());
-    drive_rows!(w, &acts.q, &acts.scale, m, tile_avx2, out);
+    // 16 ymm registers: a 4 x 2 tile would spill, so one weight row per 4 activation rows.
+    drive_rows!(w, &acts.q, &acts.scale, m, tile_avx2[], 1, out);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -376,16 +378,16 @@ unsafe fn tile_vnni<const R: usize, const NRR: usize, const UNIFORM: bool>(
             ));
             let wq = _mm256_and_si256(_mm256_srlv_epi64(v, shift), mask);
             let d = *scales[i].add(b);
-            let zp = _mm256_set1_epi32(if UNIFORM {
-                1
-            } else {
-                i32::from(*zps[i].add(b))
-            });
+            let zp = _mm256_set1_epi32(i32::from(*zps[i].add(b)));
             for t in 0..R {
                 let a = _mm256_loadu_si256(acts[t].add(b * BLOCK) as *const __m256i);
                 let terms = a_terms[t].add(32 * (nb / 2));
                 let sums = _mm256_loadu_si256(terms.add(1) as *const __m256i);
-                let start = _mm256_mullo_epi32(zp, sums);
+                let start = if UNIFORM {
+                    sums
+                } else {
+                    _mm256_mullo_epi32(zp, sums)
+                };
                 let dot = _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(start, wq, a));
                 let scale = _mm256_set1_ps(d * f32::from_bits(*terms));
                 acc256[i][t] = _mm256_fmadd_ps(dot, scale, acc256[i][t]);
@@ -395,38 +397,14 @@ unsafe fn tile_vnni<const R: usize, const NRR: usize, const UNIFORM: bool>(
     reduce(acc256)
 }
 
-/// [`tile_vnni`] for matrices with one zero point.
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")]
-#[inline]
-unsafe fn tile_vnni_uniform<const R: usize, const NRR: usize>(
-    w: &Q4View,
-    ns: [usize; NRR],
-    acts: [*const i8; R],
-    a_terms: [*const u32; R],
-) -> [[f32; R]; NRR] {
-    tile_vnni::<R, NRR, true>(w, ns, acts, a_terms)
-}
-
-/// [`tile_vnni`] for matrices with a zero point per block.
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")]
-#[inline]
-unsafe fn tile_vnni_per_block<const R: usize, const NRR: usize>(
-    w: &Q4View,
-    ns: [usize; NRR],
-    acts: [*const i8; R],
-    a_terms: [*const u32; R],
-) -> [[f32; R]; NRR] {
-    tile_vnni::<R, NRR, false>(w, ns, acts, a_terms)
-}
-
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")]
 unsafe fn matmul_vnni(x: &[f32], m: usize, w: &Q4Matrix, out: &mut [f32]) {
     let acts = quantize_avx2(x, m, w.k());
     let aq = pair_layout(&acts.q, m, w.k());
     let terms = pair_terms_layout(&aq, &acts.scale, w.k() / BLOCK, w.uniform_zero_point());
     if w.uniform_zero_point().is_some() {
-        drive_rows!(w, &aq, &terms, m, tile_vnni_uniform, out);
+        drive_rows!(w, &aq, &terms, m, tile_vnni[true], 2, out);
     } else {
-        drive_rows!(w, &aq, &terms, m, tile_vnni_per_block, out);
+        drive_rows!(w, &aq, &terms, m, tile_vnni[false], 2, out);
     }
 }

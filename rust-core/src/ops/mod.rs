@@ -4,8 +4,9 @@
 //! linear layers. tract-onnx ships its own lowering of that op (to a `Q4_0` block-quant
 //! `EinSum`); [`MatMulImpl::Nextword`] replaces it with [`matmul_nbits`], which keeps the weight
 //! as a [`Q4Matrix`](crate::kernels::Q4Matrix) and runs it through nextword's
-//! [`Q4Kernel`](crate::kernels::Q4Kernel)s. [`MatMulImpl::TractBuiltin`] keeps tract's lowering,
-//! for comparison.
+//! [`Q4Kernel`](crate::kernels::Q4Kernel)s, and `com.microsoft::GatherBlockQuantized` (the tied
+//! embedding's lookup) with [`gather_block_quantized`], which reads the same table in place.
+//! [`MatMulImpl::TractBuiltin`] keeps tract's lowerings of both, for comparison.
 //!
 //! ```no_run
 //! use nextword_core::ops::{onnx_framework, MatMulImpl};
@@ -17,16 +18,21 @@
 //! # Ok::<(), TractError>(())
 //! ```
 
+pub mod gather_block_quantized;
 pub mod matmul_nbits;
 
 use std::fmt;
 use std::str::FromStr;
 
-use tract_onnx::prelude::TypedModel;
+use tract_onnx::model::ParsingContext;
+use tract_onnx::pb::NodeProto;
+use tract_onnx::prelude::{TractResult, TypedModel};
+use tract_onnx::tract_hir::infer::InferenceOp;
 use tract_onnx::Onnx;
 
 use crate::kernels::Q4Kernel;
 
+pub use gather_block_quantized::GatherQ4;
 pub use matmul_nbits::{MatMulNBitsQ4, MatMulNBitsUnpacked};
 
 /// Which implementation of `com.microsoft::MatMulNBits` a loaded model uses.
@@ -78,23 +84,38 @@ pub fn onnx_framework(imp: MatMulImpl) -> Onnx {
     onnx
 }
 
-/// Points the `MatMulNBits` entry of an existing framework's registry at `imp`.
+/// Points the `MatMulNBits` and `GatherBlockQuantized` entries of an existing framework's
+/// registry at `imp` (the 4-bit embedding lookup goes with the 4-bit matmul: tract's lowering
+/// of it repacks the table, ours reads it in place).
 pub fn register(onnx: &mut Onnx, imp: MatMulImpl) {
     match imp {
         MatMulImpl::Nextword => {
             onnx.op_register
                 .insert("MatMulNBits", matmul_nbits::mat_mul_nbits);
+            onnx.op_register.insert(
+                "GatherBlockQuantized",
+                gather_block_quantized::gather_block_quantized,
+            );
         }
         MatMulImpl::TractBuiltin => {
-            // tract's builder is private to tract-onnx: take it from a pristine registry.
-            let builtin = *tract_onnx::onnx()
-                .op_register
-                .0
-                .get("MatMulNBits")
-                .expect("tract-onnx registers MatMulNBits");
-            onnx.op_register.insert("MatMulNBits", builtin);
+            for op in ["MatMulNBits", "GatherBlockQuantized"] {
+                onnx.op_register.insert(op, builtin_builder(op));
+            }
         }
     }
+}
+
+/// What tract-onnx's registry maps an op name to.
+type OpBuilder =
+    fn(&ParsingContext, &NodeProto) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)>;
+
+/// tract-onnx's own builder for `op` (private to tract-onnx: taken from a pristine registry).
+fn builtin_builder(op: &str) -> OpBuilder {
+    *tract_onnx::onnx()
+        .op_register
+        .0
+        .get(op)
+        .unwrap_or_else(|| panic!("tract-onnx registers {op}"))
 }
 
 /// Switches every nextword `MatMulNBits` node of a typed (e.g. optimized) model to `kernel`.
