@@ -22,7 +22,8 @@
 //!
 //! * `scalar`: portable reference, always available.
 //! * `avx2` (x86_64, avx2 + fma): `vpmaddubsw` u8 x i8 (nibbles stay unsigned 0..15).
-//! * `avx512vnni` (x86_64, avx512f/bw/vl + avx512vnni): `vpdpbusd`, two blocks per zmm.
+//! * `avx512vnni` (x86_64, avx512f/bw/vl + avx512vnni): `vpdpbusd` of raw nibbles, four
+//!   blocks per 64-byte weight load.
 //! * `neon` (aarch64): nibbles minus zero point as signed i8, `smull`/`smlal` + `saddlp`.
 //! * `dotprod` (aarch64 + dotprod): same signed nibbles, `sdot`.
 //!
@@ -54,8 +55,8 @@ const NR: usize = 4;
 /// `drive_rows!(w, aq, a_terms, m, tile [extra const generics], WR, out)`:
 /// `tile::<R, NRR, extra..>(w, [weight rows; NRR], [activation row pointers; R],
 /// [activation term row pointers; R])` returns the `R x NRR` dot products, which go to
-/// `out[r * n + j]`. `aq` holds the `m` int8 activation rows as the kernel reads them (`k`
-/// elements each); `a_terms` whatever per-block terms the kernel needs with them (block
+/// `out[r * n + j]`. `aq` holds the `m` int8 activation rows as the kernel reads them
+/// (`aq.len() / m` bytes each: `k`, or more for a padded layout); `a_terms` whatever per-block terms the kernel needs with them (block
 /// scales, or for VNNI scales and lane sums as 32-bit words), `a_terms.len() / m` per row.
 ///
 /// For each group of `NR` weight rows:
@@ -74,9 +75,10 @@ macro_rules! drive_rows {
         let view = $w.view();
         let (w, m, out): (&Q4View, usize, &mut [f32]) = (&view, $m, $out);
         let (aq, a_terms): (&[i8], &[_]) = (&$aq[..], &$a_terms[..]);
-        let (n_total, k) = (w.n(), w.k());
+        let n_total = w.n();
+        let act_stride = aq.len().checked_div(m).unwrap_or(0);
         let term_stride = a_terms.len().checked_div(m).unwrap_or(0);
-        let row = |r: usize| aq[r * k..].as_ptr();
+        let row = |r: usize| aq[r * act_stride..].as_ptr();
         let term_row = |r: usize| a_terms[r * term_stride..].as_ptr();
         let mut n0 = 0;
         while n0 < n_total {

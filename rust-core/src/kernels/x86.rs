@@ -235,71 +235,72 @@ unsafe fn matmul_avx2(x: &[f32], m: usize, w: &Q4Matrix, out: &mut [f32]) {
 // ---------------------------------------------------------------------------------------
 // AVX-512 VNNI
 
-/// Each activation row reordered for [`tile_vnni`]: for each pair of blocks (b0, b1) the 64
-/// bytes become `[b0[0..16], b1[0..16], b0[16..32], b1[16..32]]`, the order in which a
-/// 256-bit broadcast + per-half shift unpacks the pair's weight nibbles. A trailing odd
-/// block stays in the kernels' order.
-fn pair_layout(q: &[i8], m: usize, k: usize) -> Vec<i8> {
-    let mut out = q.to_vec();
-    let pairs = k / BLOCK / 2;
-    for r in 0..m {
-        for p in 0..pairs {
-            let o = r * k + p * 2 * BLOCK;
-            // Swap the middle two 16-byte quarters.
-            out[o + 16..o + 48].rotate_left(16);
+/// Blocks per [`tile_vnni`] step: one 64-byte load of a weight row.
+const QUAD: usize = 4;
+/// Bytes of one row's activations per step in [`quad_layout`].
+const QUAD_ACT_BYTES: usize = 2 * QUAD * BLOCK_BYTES;
+/// 32-bit words of one row's activation terms per step in [`quad_terms_layout`].
+const QUAD_TERM_WORDS: usize = 32;
+
+/// Each activation row laid out for [`tile_vnni`]: per group of 4 blocks (a step), 128
+/// bytes: the 4 blocks' even elements (16 each, the weights' low nibbles), then their odd
+/// elements (high nibbles); a last group of fewer than 4 blocks is padded with zeros.
+/// `q`: `[m, k]` in the kernels' order (each block's even elements, then its odd ones).
+fn quad_layout(q: &[i8], m: usize, k: usize) -> Vec<i8> {
+    let nb = k / BLOCK;
+    let row_bytes = nb.div_ceil(QUAD) * QUAD_ACT_BYTES;
+    let mut out = vec![0i8; m * row_bytes];
+    for (src_row, dst_row) in q.chunks_exact(k).zip(out.chunks_exact_mut(row_bytes)) {
+        for (b, block) in src_row.chunks_exact(BLOCK).enumerate() {
+            let dst = (b / QUAD) * QUAD_ACT_BYTES + (b % QUAD) * BLOCK_BYTES;
+            let (even, odd) = block.split_at(BLOCK_BYTES);
+            dst_row[dst..dst + BLOCK_BYTES].copy_from_slice(even);
+            let dst = dst + QUAD * BLOCK_BYTES;
+            dst_row[dst..dst + BLOCK_BYTES].copy_from_slice(odd);
         }
     }
     out
 }
 
-/// Per-block terms of the activations laid out for [`tile_vnni`], as 32-bit words: per row
-/// and pair of blocks, 16 f32 scales (each block's in the lanes of the pair's dot product:
-/// block 2p in lanes 0..4 and 8..12, 2p+1 in 4..8 and 12..16), then 16 i32 sums; then for a
-/// trailing odd block, its scale and 8 sums. One plain load each per row and pair.
+/// Per-step terms of the activations laid out for [`tile_vnni`], as 32-bit words: per row
+/// and group of 4 blocks, 16 f32 scales (block `4g + j`'s in i32 lanes `4j..4j + 4`, the
+/// lanes of its dot product; 0 past the last block), then 16 i32 sums. One plain load each.
 ///
 /// `vpdpbusd` takes the unsigned operand first, so the kernel multiplies the raw nibbles
 /// `q` (0..15) by the int8 activations `a` and the zero point comes off as
-/// `sum((q - zp) * a) = sum(q * a) - zp * sum(a)`, per i32 lane: the sums are those of each
-/// lane's 4 activations (of `aq`, laid out by [`pair_layout`]), times `-zp` when the matrix has
-/// one zero point (`uniform_zp`), which the kernel's `vpdpbusd` then starts from: the block
-/// dot products stay exact integers. Otherwise the kernel multiplies by each block's `-zp`.
-fn pair_terms_layout(aq: &[i8], scales: &[f32], nb: usize, uniform_zp: Option<u8>) -> Vec<u32> {
+/// `sum((q - zp) * a) = sum(q * a) - zp * sum(a)`, per i32 lane: the sums are those of the
+/// lane's 8 activations (4 even, 4 odd; `aq` laid out by [`quad_layout`]), times `-zp` when
+/// the matrix has one zero point (`uniform_zp`), which the kernel's `vpdpbusd` then starts
+/// from: the block dot products stay exact integers. Otherwise the kernel multiplies them
+/// by each block's `zp` (the sums are then negated, times 1).
+fn quad_terms_layout(aq: &[i8], scales: &[f32], nb: usize, uniform_zp: Option<u8>) -> Vec<u32> {
     let factor = -uniform_zp.map_or(1, i32::from);
-    let k = nb * BLOCK;
-    let lane_sums = |row: &[i8], out: &mut Vec<u32>| {
-        for lane in row.chunks_exact(4) {
-            let sum: i32 = lane.iter().map(|&a| i32::from(a)).sum();
-            out.push((sum * factor) as u32);
-        }
-    };
-    let mut out = Vec::with_capacity(scales.len() * 16 + 9);
+    let groups = nb.div_ceil(QUAD);
+    let mut out = Vec::with_capacity(scales.len().div_ceil(nb.max(1)) * groups * QUAD_TERM_WORDS);
     for (row, row_scales) in scales.chunks_exact(nb).enumerate() {
-        let acts = &aq[row * k..(row + 1) * k];
-        for p in 0..nb / 2 {
+        let row_acts = &aq[row * groups * QUAD_ACT_BYTES..(row + 1) * groups * QUAD_ACT_BYTES];
+        for (g, acts) in row_acts.chunks_exact(QUAD_ACT_BYTES).enumerate() {
             for lane in 0..16 {
-                out.push(row_scales[2 * p + (lane / 4) % 2].to_bits());
+                let scale = row_scales.get(g * QUAD + lane / 4).copied().unwrap_or(0.0);
+                out.push(scale.to_bits());
             }
-            lane_sums(&acts[p * 2 * BLOCK..(p + 1) * 2 * BLOCK], &mut out);
-        }
-        if nb % 2 == 1 {
-            out.push(row_scales[nb - 1].to_bits());
-            lane_sums(&acts[(nb - 1) * BLOCK..], &mut out);
+            let (even, odd) = acts.split_at(QUAD * BLOCK_BYTES);
+            for (e, o) in even.chunks_exact(4).zip(odd.chunks_exact(4)) {
+                let sum: i32 = e.iter().chain(o).map(|&a| i32::from(a)).sum();
+                out.push((sum * factor) as u32);
+            }
         }
     }
     out
 }
 
-/// The two floats at `p` spread over the i32 lanes of a block pair's dot product (a masked
-/// load never reads past them).
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")]
-#[inline]
-unsafe fn pair_lanes(idx: __m512i, p: *const f32) -> __m512 {
-    _mm512_permutexvar_ps(idx, _mm512_maskz_loadu_ps(0b11, p))
-}
-
-/// Same as [`tile_avx2`], two blocks per 512-bit vector, `vpdpbusd` of the raw nibbles by
-/// the int8 activations laid out by [`pair_layout`], their scales and zero-point terms by
-/// [`pair_terms_layout`]. `UNIFORM`: the terms include the matrix's single zero point.
+/// Same as [`tile_avx2`], four blocks per step: one 64-byte (masked) load of a weight row
+/// holds 4 blocks, its low nibbles are their even elements and its high nibbles their odd
+/// ones, each block in 4 i32 lanes. Two chained `vpdpbusd` (low nibbles by the even
+/// activations, high by the odd, laid out by [`quad_layout`]) give each lane its share of
+/// the block's dot product, so the float work (convert, scale product, FMA) and the scale
+/// broadcast are done once per 128 weights. Terms from [`quad_terms_layout`]. `UNIFORM`: the
+/// terms include the matrix's single zero point.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")]
 #[inline]
 unsafe fn tile_vnni<const R: usize, const NRR: usize, const UNIFORM: bool>(
@@ -312,40 +313,50 @@ unsafe fn tile_vnni<const R: usize, const NRR: usize, const UNIFORM: bool>(
     let qs: [*const u8; NRR] = core::array::from_fn(|i| w.row_qs(ns[i]).as_ptr());
     let scales: [*const f32; NRR] = core::array::from_fn(|i| w.row_scales(ns[i]).as_ptr());
     let zps: [*const u8; NRR] = core::array::from_fn(|i| w.row_zps(ns[i]).as_ptr());
-    let mask = _mm512_set1_epi8(0x0F);
-    // Shift only the upper 256 bits by 4.
-    let shift = _mm512_set_epi64(4, 4, 4, 4, 0, 0, 0, 0);
-    // i32 lanes of the dot product: 0..4 block 0, 4..8 block 1, 8..12 block 0, 12..16 block 1.
-    let lane_idx = _mm512_set_epi32(1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0);
+    let nibble = _mm512_set1_epi8(0x0F);
+    // i32 lane -> block of the step: lanes 4j..4j + 4 hold block j.
+    let lane_block = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
     let mut acc = [[_mm512_setzero_ps(); R]; NRR];
-    for p in 0..nb / 2 {
+    for g in 0..nb.div_ceil(QUAD) {
+        // Masked loads never read past the row's last block (nor past the matrix).
+        let blocks = (nb - g * QUAD).min(QUAD);
+        let byte_mask: __mmask64 = u64::MAX >> (64 - blocks * BLOCK_BYTES);
+        let block_mask: __mmask8 = (1u8 << blocks) - 1;
         let mut sa = [_mm512_setzero_ps(); R];
         let mut sums = [_mm512_setzero_si512(); R];
         for t in 0..R {
-            sa[t] = _mm512_loadu_ps(a_terms[t].add(32 * p) as *const f32);
-            sums[t] = _mm512_loadu_si512(a_terms[t].add(32 * p + 16) as *const _);
+            let terms = a_terms[t].add(g * QUAD_TERM_WORDS);
+            sa[t] = _mm512_loadu_ps(terms as *const f32);
+            sums[t] = _mm512_loadu_si512(terms.add(16) as *const _);
         }
         for i in 0..NRR {
-            // 32 bytes = blocks (2p, 2p+1) broadcast to [v0, v1, v0, v1] (a pure load),
-            // upper half shifted by 4 and masked: [b0 lo, b1 lo, b0 hi, b1 hi] nibbles,
-            // matching `pair_layout`.
-            let v = _mm512_broadcast_i64x4(_mm256_loadu_si256(
-                qs[i].add(p * 2 * BLOCK_BYTES) as *const __m256i
-            ));
-            let wq = _mm512_and_si512(_mm512_srlv_epi64(v, shift), mask);
-            let d = pair_lanes(lane_idx, scales[i].add(2 * p));
+            let v =
+                _mm512_maskz_loadu_epi8(byte_mask, qs[i].add(g * QUAD * BLOCK_BYTES) as *const i8);
+            let lo = _mm512_and_si512(v, nibble);
+            let hi = _mm512_and_si512(_mm512_srli_epi16::<4>(v), nibble);
+            let d = _mm512_permutexvar_ps(
+                lane_block,
+                _mm512_castps128_ps512(_mm_maskz_loadu_ps(block_mask, scales[i].add(g * QUAD))),
+            );
             // Per-block zero points spread over the lanes (the sums carry a uniform one).
             let zp = if UNIFORM {
                 _mm512_setzero_si512()
             } else {
-                let pair = [
-                    f32::from(*zps[i].add(2 * p)),
-                    f32::from(*zps[i].add(2 * p + 1)),
-                ];
-                _mm512_cvtps_epi32(pair_lanes(lane_idx, pair.as_ptr()))
+                let mut z = [0f32; QUAD];
+                for (j, z) in z.iter_mut().enumerate().take(blocks) {
+                    *z = f32::from(*zps[i].add(g * QUAD + j));
+                }
+                _mm512_cvtps_epi32(_mm512_permutexvar_ps(
+                    lane_block,
+                    _mm512_castps128_ps512(_mm_loadu_ps(z.as_ptr())),
+                ))
             };
             for t in 0..R {
-                let a = _mm512_loadu_si512(acts[t].add(p * 2 * BLOCK) as *const _);
+                let a = acts[t].add(g * QUAD_ACT_BYTES);
+                let (a_even, a_odd) = (
+                    _mm512_loadu_si512(a as *const _),
+                    _mm512_loadu_si512(a.add(QUAD * BLOCK_BYTES) as *const _),
+                );
                 // -zp * sum(a) per lane, then vpdpbusd adds sum(q * a): u8 x i8, groups of 4
                 // products summed straight into the i32 lanes. Exact.
                 let start = if UNIFORM {
@@ -353,13 +364,12 @@ unsafe fn tile_vnni<const R: usize, const NRR: usize, const UNIFORM: bool>(
                 } else {
                     _mm512_mullo_epi32(zp, sums[t])
                 };
-                let dot = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(start, wq, a));
-                acc[i][t] = _mm512_fmadd_ps(dot, _mm512_mul_ps(d, sa[t]), acc[i][t]);
+                let dot = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(start, lo, a_even), hi, a_odd);
+                acc[i][t] =
+                    _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(d, sa[t]), acc[i][t]);
             }
         }
     }
-    // Fold to 256 bits; an odd trailing block (e.g. K = 864 has 27 blocks) is done with
-    // 256-bit VNNI on the activations in the kernels' order and added in.
     let mut acc256 = [[_mm256_setzero_ps(); R]; NRR];
     for i in 0..NRR {
         for t in 0..R {
@@ -368,40 +378,14 @@ unsafe fn tile_vnni<const R: usize, const NRR: usize, const UNIFORM: bool>(
             acc256[i][t] = _mm256_add_ps(lo, hi);
         }
     }
-    if nb % 2 == 1 {
-        let b = nb - 1;
-        let mask = _mm256_set1_epi8(0x0F);
-        let shift = _mm256_set_epi64x(4, 4, 0, 0);
-        for i in 0..NRR {
-            let v = _mm256_broadcastsi128_si256(_mm_loadu_si128(
-                qs[i].add(b * BLOCK_BYTES) as *const __m128i
-            ));
-            let wq = _mm256_and_si256(_mm256_srlv_epi64(v, shift), mask);
-            let d = *scales[i].add(b);
-            let zp = _mm256_set1_epi32(i32::from(*zps[i].add(b)));
-            for t in 0..R {
-                let a = _mm256_loadu_si256(acts[t].add(b * BLOCK) as *const __m256i);
-                let terms = a_terms[t].add(32 * (nb / 2));
-                let sums = _mm256_loadu_si256(terms.add(1) as *const __m256i);
-                let start = if UNIFORM {
-                    sums
-                } else {
-                    _mm256_mullo_epi32(zp, sums)
-                };
-                let dot = _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(start, wq, a));
-                let scale = _mm256_set1_ps(d * f32::from_bits(*terms));
-                acc256[i][t] = _mm256_fmadd_ps(dot, scale, acc256[i][t]);
-            }
-        }
-    }
     reduce(acc256)
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")]
 unsafe fn matmul_vnni(x: &[f32], m: usize, w: &Q4Matrix, out: &mut [f32]) {
     let acts = quantize_avx2(x, m, w.k());
-    let aq = pair_layout(&acts.q, m, w.k());
-    let terms = pair_terms_layout(&aq, &acts.scale, w.k() / BLOCK, w.uniform_zero_point());
+    let aq = quad_layout(&acts.q, m, w.k());
+    let terms = quad_terms_layout(&aq, &acts.scale, w.k() / BLOCK, w.uniform_zero_point());
     if w.uniform_zero_point().is_some() {
         drive_rows!(w, &aq, &terms, m, tile_vnni[true], 2, out);
     } else {
