@@ -442,11 +442,22 @@ pub(crate) fn quantize_row_scalar(x: &[f32], q: &mut [i8], scales: &mut [f32]) {
         let inv;
         (*scale, inv) = act_scale(amax);
         for (&v, o) in xb.iter().zip(qb.iter_mut()) {
-            // round_ties_even matches the SIMD converts (cvtps2dq / fcvtns) in the default
-            // rounding mode, so all quantizers agree bit for bit.
-            *o = (v * inv).round_ties_even().clamp(-127.0, 127.0) as i8;
+            // |v * inv| <= 127 (or NaN, for a non-finite input, which `as` makes 0).
+            *o = round_ties_even_small(v * inv).clamp(-127.0, 127.0) as i8;
         }
     }
+}
+
+/// `v` rounded to the nearest integer, ties to even, for `|v| < 2^22` (NaN stays NaN):
+/// adding 1.5 * 2^23 leaves no fraction bits and rounds in the default mode, nearest-even,
+/// as `round_ties_even` and the SIMD converts (`cvtps2dq` / `fcvtns`) do, so all quantizers
+/// agree bit for bit. Not `f32::round_ties_even` itself: on x86_64 without SSE4.1 it is a
+/// libm call per element, which made the float-precision layers' second quantization pass
+/// cost more than the SIMD one.
+#[inline]
+pub(crate) fn round_ties_even_small(v: f32) -> f32 {
+    const MAGIC: f32 = 12_582_912.0;
+    (v + MAGIC) - MAGIC
 }
 
 /// Where element `e` of a block goes in the kernels' order: even elements first, then odd
@@ -486,25 +497,28 @@ pub(crate) fn quantize_acts(
 /// `kernel.matmul` with float-level activation precision: a second pass on what the int8
 /// quantization left out. With `x = s * a + r` (a the int8 activations, s their block
 /// scales), `W x = W (s a) + W r`, and `r`'s own int8 rounding error is 1/254 of `r`'s
-/// range, i.e. about 1/64,000 of `x`'s: like 16-bit activations, at twice the cost. For
-/// the layers whose small errors change results most (the LM head, where near-equal logits
-/// decide the ranking).
+/// range, i.e. about 1/64,000 of `x`'s: like 16-bit activations, at twice the multiply-adds.
+/// For the layers whose small errors change results most (the LM head, where near-equal
+/// logits decide the ranking).
+///
+/// `x` and `r` go through the kernel as one batch of `2m` rows, so each weight block is
+/// loaded and unpacked once for both; a row's result does not depend on the rows computed
+/// with it, so this is exactly `W x + W r` computed apart.
 pub fn matmul_two_pass(kernel: &dyn Q4Kernel, x: &[f32], m: usize, w: &Q4Matrix, out: &mut [f32]) {
-    kernel.matmul(x, m, w, out);
-    // Every quantizer is bit-identical to the scalar one, so this is what `kernel` used.
+    check_matmul_args(x, m, w, out);
+    // Every quantizer is bit-identical to the scalar one, so this is what `kernel` uses.
     let acts = quantize_acts(x, m, w.k, quantize_row_scalar);
-    let residual: Vec<f32> = x
-        .iter()
-        .enumerate()
-        .map(|(i, &v)| {
-            let a = acts.q[i - i % BLOCK + kernel_order(i % BLOCK)];
-            v - a as f32 * acts.scale[i / BLOCK]
-        })
-        .collect();
-    let mut refinement = vec![0f32; out.len()];
-    kernel.matmul(&residual, m, w, &mut refinement);
-    for (y, r) in out.iter_mut().zip(refinement) {
-        *y += r;
+    let mut rows = Vec::with_capacity(2 * x.len());
+    rows.extend_from_slice(x);
+    rows.extend(x.iter().enumerate().map(|(i, &v)| {
+        let a = acts.q[i - i % BLOCK + kernel_order(i % BLOCK)];
+        v - a as f32 * acts.scale[i / BLOCK]
+    }));
+    let mut both = vec![0f32; 2 * out.len()];
+    kernel.matmul(&rows, 2 * m, w, &mut both);
+    let (coarse, refinement) = both.split_at(out.len());
+    for ((y, c), r) in out.iter_mut().zip(coarse).zip(refinement) {
+        *y = c + r;
     }
 }
 

@@ -393,6 +393,25 @@ fn rows_do_not_depend_on_batch() {
     }
 }
 
+#[test]
+fn small_rounding_is_round_ties_even() {
+    let mut rng = Rng::new(6);
+    let halves = (-600..=600).map(|i| i as f32 * 0.5);
+    let near_halves = (-600..=600).flat_map(|i| {
+        let v = i as f32 * 0.5;
+        [v.next_up(), v.next_down()]
+    });
+    let random = rng.f32s(10_000, -200.0, 200.0);
+    for v in halves
+        .chain(near_halves)
+        .chain(random)
+        .chain([0.0, -0.0, 1e-30, -1e-30])
+    {
+        assert_eq!(round_ties_even_small(v), v.round_ties_even(), "{v}");
+    }
+    assert!(round_ties_even_small(f32::NAN).is_nan());
+}
+
 /// Every SIMD quantizer must produce the same int8 rows as the scalar one (they are what
 /// makes the kernels comparable at 1e-4).
 #[test]
