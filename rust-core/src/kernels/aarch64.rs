@@ -5,9 +5,10 @@
 //! `sub` per 16 weights). That folds the zero point in exactly: no activation-sum
 //! correction is needed.
 //!
-//! As on x86, per-block integer dots stay in lanes and are FMA'd as f32 with the product of
-//! the block's weight and activation scales into a lane accumulator (one horizontal add per
-//! output), and rows are tiled as described in `drive_rows!` (mod.rs): 4 activation rows
+//! Each block's integer dot comes out in 4 i32 lanes; four blocks' dots are folded by
+//! pairwise adds into one vector (block j in lane j) and FMA'd as f32 with the products of
+//! the four blocks' weight and activation scales into a lane accumulator (one horizontal add
+//! per output), and rows are tiled as described in `drive_rows!` (mod.rs): 4 activation rows
 //! share each unpacked weight block when m > 1, 4 weight rows share each activation load
 //! when m = 1.
 
@@ -134,33 +135,58 @@ unsafe fn unpack_block(qs: *const u8, zp: u8) -> (int8x16_t, int8x16_t) {
     (lo, hi)
 }
 
-/// Horizontal sums of an `R x NRR` accumulator tile (one `faddp` tree for the m = 1 case of
-/// 4 weight rows).
+/// Horizontal sums of an `R x NRR` accumulator tile, four accumulators at a time through one
+/// `faddp` tree; a group of fewer than four is padded with zeros, so every accumulator is
+/// summed in the same order whatever the tile's shape (see the x86 `reduce`: a row's outputs
+/// must not depend on the rows computed with it).
 #[target_feature(enable = "neon")]
 #[inline]
 fn reduce<const R: usize, const NRR: usize>(acc: [[float32x4_t; R]; NRR]) -> [[f32; R]; NRR] {
     let mut res = [[0f32; R]; NRR];
-    if R == 1 && NRR == 4 {
-        let a = |i: usize| acc[i][0];
-        let s = vpaddq_f32(vpaddq_f32(a(0), a(1)), vpaddq_f32(a(2), a(3)));
+    // Accumulator `i` in weight-row-major order, zero past the end.
+    let a = |i: usize| {
+        if i < R * NRR {
+            acc[i / R][i % R]
+        } else {
+            vdupq_n_f32(0.0)
+        }
+    };
+    for i in (0..R * NRR).step_by(4) {
+        let s = vpaddq_f32(vpaddq_f32(a(i), a(i + 1)), vpaddq_f32(a(i + 2), a(i + 3)));
         let mut tmp = [0f32; 4];
         // SAFETY: tmp has 4 floats.
         unsafe { vst1q_f32(tmp.as_mut_ptr(), s) };
-        for (i, r) in res.iter_mut().enumerate() {
-            r[0] = tmp[i];
-        }
-    } else {
-        for i in 0..NRR {
-            for t in 0..R {
-                res[i][t] = vaddvq_f32(acc[i][t]);
-            }
+        for (j, v) in tmp.into_iter().enumerate().take(R * NRR - i) {
+            res[(i + j) / R][(i + j) % R] = v;
         }
     }
     res
 }
 
+/// Blocks whose integer dots are combined before the float work (one per f32 lane).
+const QUAD: usize = 4;
+
+/// Four consecutive f32 from `p`, zeros past the first `n` (a short last group of blocks
+/// must not read past its row).
+#[target_feature(enable = "neon")]
+#[inline]
+unsafe fn load_quad(p: *const f32, n: usize) -> float32x4_t {
+    if n == QUAD {
+        vld1q_f32(p)
+    } else {
+        let mut v = [0f32; QUAD];
+        for (j, v) in v.iter_mut().enumerate().take(n) {
+            *v = *p.add(j);
+        }
+        vld1q_f32(v.as_ptr())
+    }
+}
+
 /// Tile loop shared by both NEON kernels; `$dot(wlo, whi, a0, a1)` is the block's integer
-/// dot product as 4 i32 lanes.
+/// dot product as 4 i32 lanes. Four blocks at a time: their dots are folded by two rounds of
+/// pairwise adds (`addp`) into one vector, block `j` in lane `j`, so the float work (convert,
+/// scale product, FMA) is done once per 4 blocks, with the 4 blocks' weight and activation
+/// scales read as vectors.
 macro_rules! neon_tile {
     ($w:expr, $ns:expr, $acts:expr, $a_scales:expr, $R:ident, $NRR:ident, $dot:expr) => {{
         let (w, ns, acts, a_scales): (&Q4View, [usize; $NRR], [*const i8; $R], [*const f32; $R]) =
@@ -170,16 +196,29 @@ macro_rules! neon_tile {
         let scales: [*const f32; $NRR] = core::array::from_fn(|i| w.row_scales(ns[i]).as_ptr());
         let zps: [*const u8; $NRR] = core::array::from_fn(|i| w.row_zps(ns[i]).as_ptr());
         let mut acc = [[vdupq_n_f32(0.0); $R]; $NRR];
-        for b in 0..nb {
+        for b0 in (0..nb).step_by(QUAD) {
+            let blocks = (nb - b0).min(QUAD);
+            let mut sa = [vdupq_n_f32(0.0); $R];
+            for t in 0..$R {
+                sa[t] = load_quad(a_scales[t].add(b0), blocks);
+            }
             for i in 0..$NRR {
-                let (wlo, whi) = unpack_block(qs[i].add(b * BLOCK_BYTES), *zps[i].add(b));
-                let d = vdupq_n_f32(*scales[i].add(b));
+                let d = load_quad(scales[i].add(b0), blocks);
+                let mut dots = [[vdupq_n_s32(0); QUAD]; $R];
+                for j in 0..blocks {
+                    let b = b0 + j;
+                    let (wlo, whi) = unpack_block(qs[i].add(b * BLOCK_BYTES), *zps[i].add(b));
+                    for t in 0..$R {
+                        let a0 = vld1q_s8(acts[t].add(b * BLOCK));
+                        let a1 = vld1q_s8(acts[t].add(b * BLOCK + 16));
+                        dots[t][j] = ($dot)(wlo, whi, a0, a1);
+                    }
+                }
                 for t in 0..$R {
-                    let a0 = vld1q_s8(acts[t].add(b * BLOCK));
-                    let a1 = vld1q_s8(acts[t].add(b * BLOCK + 16));
-                    let s: int32x4_t = ($dot)(wlo, whi, a0, a1);
-                    let ds = vmulq_n_f32(d, *a_scales[t].add(b));
-                    acc[i][t] = vfmaq_f32(acc[i][t], vcvtq_f32_s32(s), ds);
+                    let [s0, s1, s2, s3] = dots[t];
+                    // [s0, s1, s2, s3] summed over each one's 4 lanes: |dot| <= 32 * 15 * 127.
+                    let s = vpaddq_s32(vpaddq_s32(s0, s1), vpaddq_s32(s2, s3));
+                    acc[i][t] = vfmaq_f32(acc[i][t], vcvtq_f32_s32(s), vmulq_f32(d, sa[t]));
                 }
             }
         }
