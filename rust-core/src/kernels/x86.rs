@@ -2,13 +2,12 @@
 //!
 //! The x86 integer dot instructions take one unsigned-u8 and one signed-i8 operand, while
 //! both of ours are signed: the weight nibbles centred on their zero point (`q - zp`,
-//! -15..15) and the int8 activations. The two kernels get around that differently:
-//! * AVX2 moves the weight's sign onto the activation: `|q - zp|` (u8) times
-//!   `sign(a, q - zp)` (`vpsignb`, i8) is `(q - zp) * a`, one extra instruction per block.
-//! * VNNI (no 512-bit `vpsignb`) multiplies the raw nibbles `q` (u8, 0..15) by the
-//!   activations and takes the zero point off afterwards, `sum((q - zp) * a) = sum(q * a) -
-//!   zp * sum(a)`, with `sum(a)` per block computed once per call: the weight block needs no
-//!   work beyond unpacking (this halved the instructions per block for one activation row).
+//! -15..15) and the int8 activations. Both kernels multiply the raw nibbles `q` (u8, 0..15)
+//! by the activations and take the zero point off afterwards, `sum((q - zp) * a) =
+//! sum(q * a) - zp * sum(a)`, with the `sum(a)` terms computed once per call: a weight block
+//! needs no work beyond unpacking. They read several blocks of a weight row per load (AVX2
+//! 2, VNNI 4); its low nibbles are the blocks' even elements and its high nibbles their odd
+//! ones, and the activations are laid out to match once per call ([`step_layout`]).
 //!
 //! Per block the integer dot products stay in SIMD lanes: they are converted to f32 and
 //! FMA'd with the product of the block's weight and activation scales into a lane
@@ -172,53 +171,81 @@ fn reduce<const R: usize, const NRR: usize>(acc: [[__m256; R]; NRR]) -> [[f32; R
 // AVX2
 
 /// `sum_b w_scale_b * a_scale_tb * sum_i (q[b,i] - zp_b) * a_t[b,i]` for R activation rows
-/// x NRR weight rows `ns`.
+/// x NRR weight rows `ns`, two blocks per step: one 32-byte load of a weight row holds 2
+/// blocks, its low nibbles are their even elements and its high nibbles their odd ones.
+/// `vpmaddubsw` multiplies the raw nibbles (u8) by the int8 activations (laid out by
+/// [`step_layout`]) into i16 pairs (|pair| <= 2 * 15 * 127, and the even and odd halves
+/// added: <= 7620, no saturation), `vpmaddwd` by ones widens them to i32 lanes (block j of
+/// the step in lanes 4j..4j + 4), which start from the zero-point terms of
+/// [`step_terms_layout`]. `UNIFORM`: the terms include the matrix's single zero point.
 #[target_feature(enable = "avx2,fma")]
 #[inline]
-unsafe fn tile_avx2<const R: usize, const NRR: usize>(
+unsafe fn tile_avx2<const R: usize, const NRR: usize, const UNIFORM: bool>(
     w: &Q4View,
     ns: [usize; NRR],
     acts: [*const i8; R],
-    a_scales: [*const f32; R],
+    a_terms: [*const u32; R],
 ) -> [[f32; R]; NRR] {
     let nb = w.blocks_per_row();
     let qs: [*const u8; NRR] = core::array::from_fn(|i| w.row_qs(ns[i]).as_ptr());
     let scales: [*const f32; NRR] = core::array::from_fn(|i| w.row_scales(ns[i]).as_ptr());
     let zps: [*const u8; NRR] = core::array::from_fn(|i| w.row_zps(ns[i]).as_ptr());
-    let mask = _mm256_set1_epi8(0x0F);
-    // Shift only the upper 128-bit lane by 4 (see below).
-    let shift = _mm256_set_epi64x(4, 4, 0, 0);
+    let nibble = _mm256_set1_epi8(0x0F);
     let ones = _mm256_set1_epi16(1);
+    // i32 lane -> block of the step: lanes 4j..4j + 4 hold block j.
+    let lane_block = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
     let mut acc = [[_mm256_setzero_ps(); R]; NRR];
-    for b in 0..nb {
-        let mut sa = [_mm256_setzero_ps(); R];
-        for t in 0..R {
-            sa[t] = _mm256_set1_ps(*a_scales[t].add(b));
-        }
+    for g in 0..nb.div_ceil(PAIR) {
+        let blocks = (nb - g * PAIR).min(PAIR);
         for i in 0..NRR {
-            // The block's 16 bytes in both 128-bit lanes (vbroadcasti128 is a pure load),
-            // upper lane shifted right by 4, then masked: low lane = elements 0..16, upper
-            // lane = elements 16..32, i.e. all 32 nibbles in the activations' order; minus
-            // the zero point: signed -15..15.
-            let v = _mm256_broadcastsi128_si256(_mm_loadu_si128(
-                qs[i].add(b * BLOCK_BYTES) as *const __m128i
-            ));
-            let wq = _mm256_sub_epi8(
-                _mm256_and_si256(_mm256_srlv_epi64(v, shift), mask),
-                _mm256_set1_epi8(*zps[i].add(b) as i8),
-            );
-            let wabs = _mm256_abs_epi8(wq);
-            let d = _mm256_set1_ps(*scales[i].add(b));
+            let q = qs[i].add(g * PAIR * BLOCK_BYTES);
+            let s = scales[i].add(g * PAIR);
+            // A last single block is loaded alone (never past the row), the rest zero.
+            let (v, d2) = if blocks == PAIR {
+                (
+                    _mm256_loadu_si256(q as *const __m256i),
+                    _mm_castsi128_ps(_mm_loadl_epi64(s as *const __m128i)),
+                )
+            } else {
+                (
+                    _mm256_zextsi128_si256(_mm_loadu_si128(q as *const __m128i)),
+                    _mm_set_ss(*s),
+                )
+            };
+            let lo = _mm256_and_si256(v, nibble);
+            let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(v), nibble);
+            let d = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(d2), lane_block);
+            // Per-block zero points spread over the lanes (the sums carry a uniform one).
+            let zp = if UNIFORM {
+                _mm256_setzero_si256()
+            } else {
+                let z1 = if blocks == PAIR {
+                    *zps[i].add(g * PAIR + 1)
+                } else {
+                    0
+                };
+                let z = _mm_setr_epi32(i32::from(*zps[i].add(g * PAIR)), i32::from(z1), 0, 0);
+                _mm256_permutevar8x32_epi32(_mm256_castsi128_si256(z), lane_block)
+            };
             for t in 0..R {
-                let a = _mm256_loadu_si256(acts[t].add(b * BLOCK) as *const __m256i);
-                // |q - zp| * sign(a, q - zp) = (q - zp) * a (a is never -128: no overflow).
-                // vpmaddubsw multiplies u8 (first operand) by i8 (second) and adds adjacent
-                // pairs into i16: |pair| <= 2 * 15 * 127 = 3810 never saturates.
-                let p16 = _mm256_maddubs_epi16(wabs, _mm256_sign_epi8(a, wq));
-                // vpmaddwd with ones: widen and add adjacent i16 pairs into i32 lanes.
-                let p32 = _mm256_madd_epi16(p16, ones);
+                let a = acts[t].add(g * PAIR * BLOCK);
+                let terms = a_terms[t].add(g * 8 * PAIR);
+                let a_even = _mm256_loadu_si256(a as *const __m256i);
+                let a_odd = _mm256_loadu_si256(a.add(PAIR * BLOCK_BYTES) as *const __m256i);
+                let p16 = _mm256_add_epi16(
+                    _mm256_maddubs_epi16(lo, a_even),
+                    _mm256_maddubs_epi16(hi, a_odd),
+                );
+                let sums = _mm256_loadu_si256(terms.add(4 * PAIR) as *const __m256i);
+                let start = if UNIFORM {
+                    sums
+                } else {
+                    _mm256_mullo_epi32(zp, sums)
+                };
+                let dot = _mm256_add_epi32(start, _mm256_madd_epi16(p16, ones));
+                let sa = _mm256_loadu_ps(terms as *const f32);
                 acc[i][t] =
-                    _mm256_fmadd_ps(_mm256_cvtepi32_ps(p32), _mm256_mul_ps(d, sa[t]), acc[i][t]);
+                    _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_mul_ps(d, sa), acc[i][t]);
             }
         }
     }
@@ -228,8 +255,20 @@ unsafe fn tile_avx2<const R: usize, const NRR: usize>(
 #[target_feature(enable = "avx2,fma")]
 unsafe fn matmul_avx2(x: &[f32], m: usize, w: &Q4Matrix, out: &mut [f32]) {
     let acts = quantize_avx2(x, m, w.k());
+    let aq = step_layout(&acts.q, m, w.k(), PAIR);
+    let terms = step_terms_layout(
+        &aq,
+        &acts.scale,
+        w.k() / BLOCK,
+        PAIR,
+        w.uniform_zero_point(),
+    );
     // 16 ymm registers: a 4 x 2 tile would spill, so one weight row per 4 activation rows.
-    drive_rows!(w, &acts.q, &acts.scale, m, tile_avx2[], 1, out);
+    if w.uniform_zero_point().is_some() {
+        drive_rows!(w, &aq, &terms, m, tile_avx2[true], 1, out);
+    } else {
+        drive_rows!(w, &aq, &terms, m, tile_avx2[false], 1, out);
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -237,54 +276,61 @@ unsafe fn matmul_avx2(x: &[f32], m: usize, w: &Q4Matrix, out: &mut [f32]) {
 
 /// Blocks per [`tile_vnni`] step: one 64-byte load of a weight row.
 const QUAD: usize = 4;
-/// Bytes of one row's activations per step in [`quad_layout`].
-const QUAD_ACT_BYTES: usize = 2 * QUAD * BLOCK_BYTES;
-/// 32-bit words of one row's activation terms per step in [`quad_terms_layout`].
-const QUAD_TERM_WORDS: usize = 32;
+/// Blocks per [`tile_avx2`] step: one 32-byte load of a weight row.
+const PAIR: usize = 2;
 
-/// Each activation row laid out for [`tile_vnni`]: per group of 4 blocks (a step), 128
-/// bytes: the 4 blocks' even elements (16 each, the weights' low nibbles), then their odd
-/// elements (high nibbles); a last group of fewer than 4 blocks is padded with zeros.
+/// Each activation row laid out for a kernel that reads `step` blocks of a weight row at a
+/// time: per step, the blocks' even elements (16 each, the weights' low nibbles), then their
+/// odd elements (high nibbles); a last step of fewer blocks is padded with zeros.
 /// `q`: `[m, k]` in the kernels' order (each block's even elements, then its odd ones).
-fn quad_layout(q: &[i8], m: usize, k: usize) -> Vec<i8> {
+fn step_layout(q: &[i8], m: usize, k: usize, step: usize) -> Vec<i8> {
     let nb = k / BLOCK;
-    let row_bytes = nb.div_ceil(QUAD) * QUAD_ACT_BYTES;
+    let step_bytes = step * BLOCK;
+    let row_bytes = nb.div_ceil(step) * step_bytes;
     let mut out = vec![0i8; m * row_bytes];
     for (src_row, dst_row) in q.chunks_exact(k).zip(out.chunks_exact_mut(row_bytes)) {
         for (b, block) in src_row.chunks_exact(BLOCK).enumerate() {
-            let dst = (b / QUAD) * QUAD_ACT_BYTES + (b % QUAD) * BLOCK_BYTES;
+            let dst = (b / step) * step_bytes + (b % step) * BLOCK_BYTES;
             let (even, odd) = block.split_at(BLOCK_BYTES);
             dst_row[dst..dst + BLOCK_BYTES].copy_from_slice(even);
-            let dst = dst + QUAD * BLOCK_BYTES;
+            let dst = dst + step * BLOCK_BYTES;
             dst_row[dst..dst + BLOCK_BYTES].copy_from_slice(odd);
         }
     }
     out
 }
 
-/// Per-step terms of the activations laid out for [`tile_vnni`], as 32-bit words: per row
-/// and group of 4 blocks, 16 f32 scales (block `4g + j`'s in i32 lanes `4j..4j + 4`, the
-/// lanes of its dot product; 0 past the last block), then 16 i32 sums. One plain load each.
+/// Per-step terms of the activations laid out by [`step_layout`], as 32-bit words: per row
+/// and step, `4 * step` f32 scales (block `j` of the step's in i32 lanes `4j..4j + 4`, the
+/// lanes of its dot product; 0 past the last block), then `4 * step` i32 sums. One plain
+/// load each.
 ///
-/// `vpdpbusd` takes the unsigned operand first, so the kernel multiplies the raw nibbles
-/// `q` (0..15) by the int8 activations `a` and the zero point comes off as
+/// The x86 integer dot instructions take the unsigned operand first, so the kernels multiply
+/// the raw nibbles `q` (0..15) by the int8 activations `a` and the zero point comes off as
 /// `sum((q - zp) * a) = sum(q * a) - zp * sum(a)`, per i32 lane: the sums are those of the
-/// lane's 8 activations (4 even, 4 odd; `aq` laid out by [`quad_layout`]), times `-zp` when
-/// the matrix has one zero point (`uniform_zp`), which the kernel's `vpdpbusd` then starts
-/// from: the block dot products stay exact integers. Otherwise the kernel multiplies them
-/// by each block's `zp` (the sums are then negated, times 1).
-fn quad_terms_layout(aq: &[i8], scales: &[f32], nb: usize, uniform_zp: Option<u8>) -> Vec<u32> {
+/// lane's 8 activations (4 even, 4 odd), times `-zp` when the matrix has one zero point
+/// (`uniform_zp`), which the kernels' dot products then start from: the block dot products
+/// stay exact integers. Otherwise the kernels multiply them by each block's `zp` (the sums
+/// are then negated, times 1).
+fn step_terms_layout(
+    aq: &[i8],
+    scales: &[f32],
+    nb: usize,
+    step: usize,
+    uniform_zp: Option<u8>,
+) -> Vec<u32> {
     let factor = -uniform_zp.map_or(1, i32::from);
-    let groups = nb.div_ceil(QUAD);
-    let mut out = Vec::with_capacity(scales.len().div_ceil(nb.max(1)) * groups * QUAD_TERM_WORDS);
+    let (steps, step_bytes) = (nb.div_ceil(step), step * BLOCK);
+    let rows = scales.len().checked_div(nb).unwrap_or(0);
+    let mut out = Vec::with_capacity(rows * steps * 8 * step);
     for (row, row_scales) in scales.chunks_exact(nb).enumerate() {
-        let row_acts = &aq[row * groups * QUAD_ACT_BYTES..(row + 1) * groups * QUAD_ACT_BYTES];
-        for (g, acts) in row_acts.chunks_exact(QUAD_ACT_BYTES).enumerate() {
-            for lane in 0..16 {
-                let scale = row_scales.get(g * QUAD + lane / 4).copied().unwrap_or(0.0);
+        let row_acts = &aq[row * steps * step_bytes..(row + 1) * steps * step_bytes];
+        for (g, acts) in row_acts.chunks_exact(step_bytes).enumerate() {
+            for lane in 0..4 * step {
+                let scale = row_scales.get(g * step + lane / 4).copied().unwrap_or(0.0);
                 out.push(scale.to_bits());
             }
-            let (even, odd) = acts.split_at(QUAD * BLOCK_BYTES);
+            let (even, odd) = acts.split_at(step * BLOCK_BYTES);
             for (e, o) in even.chunks_exact(4).zip(odd.chunks_exact(4)) {
                 let sum: i32 = e.iter().chain(o).map(|&a| i32::from(a)).sum();
                 out.push((sum * factor) as u32);
@@ -297,9 +343,9 @@ fn quad_terms_layout(aq: &[i8], scales: &[f32], nb: usize, uniform_zp: Option<u8
 /// Same as [`tile_avx2`], four blocks per step: one 64-byte (masked) load of a weight row
 /// holds 4 blocks, its low nibbles are their even elements and its high nibbles their odd
 /// ones, each block in 4 i32 lanes. Two chained `vpdpbusd` (low nibbles by the even
-/// activations, high by the odd, laid out by [`quad_layout`]) give each lane its share of
+/// activations, high by the odd, laid out by [`step_layout`]) give each lane its share of
 /// the block's dot product, so the float work (convert, scale product, FMA) and the scale
-/// broadcast are done once per 128 weights. Terms from [`quad_terms_layout`]. `UNIFORM`: the
+/// broadcast are done once per 128 weights. Terms from [`step_terms_layout`]. `UNIFORM`: the
 /// terms include the matrix's single zero point.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")]
 #[inline]
@@ -325,7 +371,7 @@ unsafe fn tile_vnni<const R: usize, const NRR: usize, const UNIFORM: bool>(
         let mut sa = [_mm512_setzero_ps(); R];
         let mut sums = [_mm512_setzero_si512(); R];
         for t in 0..R {
-            let terms = a_terms[t].add(g * QUAD_TERM_WORDS);
+            let terms = a_terms[t].add(g * (8 * QUAD));
             sa[t] = _mm512_loadu_ps(terms as *const f32);
             sums[t] = _mm512_loadu_si512(terms.add(16) as *const _);
         }
@@ -352,7 +398,7 @@ unsafe fn tile_vnni<const R: usize, const NRR: usize, const UNIFORM: bool>(
                 ))
             };
             for t in 0..R {
-                let a = acts[t].add(g * QUAD_ACT_BYTES);
+                let a = acts[t].add(g * (QUAD * BLOCK));
                 let (a_even, a_odd) = (
                     _mm512_loadu_si512(a as *const _),
                     _mm512_loadu_si512(a.add(QUAD * BLOCK_BYTES) as *const _),
@@ -384,8 +430,14 @@ unsafe fn tile_vnni<const R: usize, const NRR: usize, const UNIFORM: bool>(
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")]
 unsafe fn matmul_vnni(x: &[f32], m: usize, w: &Q4Matrix, out: &mut [f32]) {
     let acts = quantize_avx2(x, m, w.k());
-    let aq = quad_layout(&acts.q, m, w.k());
-    let terms = quad_terms_layout(&aq, &acts.scale, w.k() / BLOCK, w.uniform_zero_point());
+    let aq = step_layout(&acts.q, m, w.k(), QUAD);
+    let terms = step_terms_layout(
+        &aq,
+        &acts.scale,
+        w.k() / BLOCK,
+        QUAD,
+        w.uniform_zero_point(),
+    );
     if w.uniform_zero_point().is_some() {
         drive_rows!(w, &aq, &terms, m, tile_vnni[true], 2, out);
     } else {
