@@ -191,66 +191,34 @@ impl Predictor {
         Predictor::from_bundle(bundle, config)
     }
 
-    /// Loads the tokenizer (and classifies its vocabulary) on a second thread while this one
-    /// decodes and optimizes the model: the two are independent, and loading is what a
-    /// keyboard's first keystroke waits for.
     pub fn from_bundle(bundle: Bundle, config: Config) -> Result<Predictor> {
+        let t = Instant::now();
         let manifest = bundle.manifest;
-        let tokenizer_bytes = bundle.tokenizer_bytes;
-        let load_tokenizer = || -> Result<(Tokenizer, u32, Vocab)> {
-            let t = Instant::now();
-            let tokenizer = Tokenizer::from_bytes(&tokenizer_bytes)
-                .map_err(|e| Error::InvalidTokenizer(e.to_string()))?;
-            let tok_vocab = tokenizer.get_vocab_size(true);
-            if tok_vocab != manifest.vocab_size {
-                return Err(Error::VocabMismatch {
-                    tokenizer: tok_vocab,
-                    model: manifest.vocab_size,
-                });
-            }
-            let bos = tokenizer.token_to_id(&manifest.bos_token).ok_or_else(|| {
-                Error::InvalidTokenizer(format!("no {} token", manifest.bos_token))
-            })?;
-            let vocab = Vocab::new(&tokenizer, manifest.vocab_size);
-            log::debug!(
-                "tokenizer parsed and vocabulary classified in {:?}",
-                t.elapsed()
-            );
-            Ok((tokenizer, bos, vocab))
-        };
-        let load_model = || -> Result<LanguageModel> {
-            let t = Instant::now();
-            let lm = LanguageModel::load(
-                bundle.model_bytes,
-                &manifest.model,
-                manifest.vocab_size,
-                config.matmul,
-            )?;
-            log::debug!("model parsed and optimized in {:?}", t.elapsed());
-            Ok(lm)
-        };
-        let (tokenizer_result, lm_result) = std::thread::scope(|scope| {
-            // A process that cannot start a thread still loads, one part after the other.
-            match std::thread::Builder::new()
-                .name("nextword-tokenizer".into())
-                .spawn_scoped(scope, load_tokenizer)
-            {
-                Ok(handle) => {
-                    let lm = load_model();
-                    let tokenizer = handle.join().unwrap_or_else(|_| {
-                        Err(Error::InvalidTokenizer("tokenizer loading panicked".into()))
-                    });
-                    (tokenizer, lm)
-                }
-                Err(e) => {
-                    log::debug!("loading on one thread (no second thread: {e})");
-                    (load_tokenizer(), load_model())
-                }
-            }
-        });
-        // The tokenizer's errors first: a vocabulary mismatch is the clearer diagnosis.
-        let (tokenizer, bos, vocab) = tokenizer_result?;
-        let lm = lm_result?;
+        let tokenizer = Tokenizer::from_bytes(&bundle.tokenizer_bytes)
+            .map_err(|e| Error::InvalidTokenizer(e.to_string()))?;
+        let tok_vocab = tokenizer.get_vocab_size(true);
+        if tok_vocab != manifest.vocab_size {
+            return Err(Error::VocabMismatch {
+                tokenizer: tok_vocab,
+                model: manifest.vocab_size,
+            });
+        }
+        let bos = tokenizer
+            .token_to_id(&manifest.bos_token)
+            .ok_or_else(|| Error::InvalidTokenizer(format!("no {} token", manifest.bos_token)))?;
+        log::debug!("tokenizer parsed in {:?}", t.elapsed());
+        let t = Instant::now();
+        drop(bundle.tokenizer_bytes);
+        let lm = LanguageModel::load(
+            bundle.model_bytes,
+            &manifest.model,
+            manifest.vocab_size,
+            config.matmul,
+        )?;
+        log::debug!("model parsed and optimized in {:?}", t.elapsed());
+        let t = Instant::now();
+        let vocab = Vocab::new(&tokenizer, manifest.vocab_size);
+        log::debug!("vocabulary classified in {:?}", t.elapsed());
         let config = Config {
             beam_width: config.beam_width.max(1),
             max_word_tokens: config.max_word_tokens.max(1),
