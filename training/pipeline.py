@@ -10,6 +10,7 @@ whose output exists unless `--force` is given, so an interrupted run resumes.
 import argparse
 import json
 import math
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -60,7 +61,11 @@ def main():
     ap.add_argument("--work", default=None, help="working directory (default training/build[/tiny])")
     ap.add_argument("--out", default=None, help="bundle directory (default models/en, or models/fixture)")
     ap.add_argument("--minutes", type=float, default=120, help="training wall-clock budget")
-    ap.add_argument("--resume", default=None, help="checkpoint to continue training from")
+    ap.add_argument("--resume", default=None, help="checkpoint to continue training from "
+                    "(training/checkpoints/nextword-en.pt continues the bundled model)")
+    ap.add_argument("--tokenizer", default=None,
+                    help="use this tokenizer instead of training one (the resumed model's: models/en/tokenizer.json)")
+    ap.add_argument("--lr", type=float, default=None, help="peak learning rate (train.py's default if unset)")
     ap.add_argument("--skip-train", action="store_true", help="bundle the existing best checkpoint")
     ap.add_argument("--vocab-size", type=int, default=None)
     ap.add_argument("--force", action="store_true")
@@ -76,13 +81,17 @@ def main():
 
     if a.force or not (corpus / "train.txt").exists():
         sh(sys.executable, "corpus.py", "--out", corpus, "--cache", HERE / "build" / "cache", *tiny)
-    if a.force or not tok.exists():
+    if a.tokenizer:
+        tok.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(a.tokenizer, tok)
+    elif a.force or not tok.exists():
         sh(sys.executable, "tokenizer.py", "--train", corpus / "train.txt", "--vocab-size", vocab, "--out", tok)
     if not a.skip_train and (a.force or a.resume or not (run / "best.pt").exists()):
         budget = ["--steps", "300", "--eval-every", "100", "--batch", "16"] if a.tiny else ["--minutes", a.minutes]
         resume = ["--resume", a.resume] if a.resume else []
+        lr = ["--lr", a.lr] if a.lr else []
         sh(sys.executable, "train.py", "--tokenizer", tok, "--train", corpus / "train.txt", "--valid",
-           corpus / "valid.txt", "--out", run, *tiny, *budget, *resume)
+           corpus / "valid.txt", "--out", run, *tiny, *budget, *resume, *lr)
     best = run / "best.pt"
     sh(sys.executable, "export.py", "--checkpoint", best, "--out", run / "model_fp32.onnx", "--bits", "32")
     sh(sys.executable, "export.py", "--checkpoint", best, "--out", run / "model_q4.onnx", "--bits", "4",

@@ -94,13 +94,18 @@ def main():
     model = LM(cfg).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.1)
     log = {"config": json.loads(cfg.to_json()), "params": model.n_params(), "history": []}
-    step, tokens_seen, elapsed_before = 0, 0, 0.0
+    step, tokens_seen = 0, 0
+    # Step at which the learning-rate warm-up starts: again on resuming without the optimizer's
+    # state (a compact checkpoint), since fresh Adam moments at full rate would jolt the model.
+    warmup_from = 0
     if args.resume:
         ck = torch.load(args.resume, map_location=device)
         model.load_state_dict({k: v.float() for k, v in ck["model"].items()})
+        step, tokens_seen = ck["step"], ck["tokens_seen"]
         if "opt" in ck:
             opt.load_state_dict(ck["opt"])
-        step, tokens_seen = ck["step"], ck["tokens_seen"]
+        else:
+            warmup_from = step
         log["history"] = ck.get("history", [])
     print(f"params {model.n_params():,}  device {device}", flush=True)
 
@@ -132,7 +137,7 @@ def main():
     model.train()
     while progress() < 1.0:
         p = progress()
-        lr = args.lr * min(1.0, (step + 1) / args.warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(p, 1.0))))
+        lr = args.lr * min(1.0, (step - warmup_from + 1) / args.warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(p, 1.0))))
         for g in opt.param_groups:
             g["lr"] = lr
         x = next(it).to(device)

@@ -240,7 +240,7 @@ fn a_confident_phrase_follows_its_first_word() {
         without.iter().all(|x| x.kind != SuggestionKind::Phrase),
         "{without:?}"
     );
-    let unsure = with.suggest("I would like to th", 3).unwrap();
+    let unsure = with.suggest("I think that th", 3).unwrap();
     assert!(
         unsure.iter().all(|x| x.kind != SuggestionKind::Phrase),
         "{unsure:?}"
