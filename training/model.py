@@ -32,6 +32,21 @@ class Config:
         return Config(**d)
 
 
+# A block's linear layers, by attribute name (export.py keys them "l<layer>_<name>").
+LINEARS = ("wq", "wk", "wv", "wo", "w_gate", "w_up", "w_down")
+
+
+def checkpoint(model: "LM", step: int, tokens_seen: int, history: list) -> dict:
+    """What train.py saves and resumes from: bf16 weights, the config, the progress so far."""
+    return {
+        "model": {k: v.to(torch.bfloat16) for k, v in model.state_dict().items()},
+        "config": json.loads(model.cfg.to_json()),
+        "step": step,
+        "tokens_seen": tokens_seen,
+        "history": history,
+    }
+
+
 TINY = Config(vocab_size=512, d_model=64, n_layers=2, n_heads=2, d_ff=160, max_positions=128)
 
 

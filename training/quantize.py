@@ -8,6 +8,8 @@ input channel's second moments measured on calibration text (uniform when none a
 import numpy as np
 import torch
 
+from model import LINEARS
+
 BLOCK = 32
 RATIOS = np.linspace(0.70, 1.0, 16)
 
@@ -66,7 +68,7 @@ def activation_stats(model, tokenizer_path, text_path, max_lines=2000, seq=64):
         return f
 
     for l, blk in enumerate(model.blocks):
-        for nm in ("wq", "wk", "wv", "wo", "w_gate", "w_up", "w_down"):
+        for nm in LINEARS:
             hooks.append(getattr(blk, nm).register_forward_hook(hook(f"l{l}_{nm}")))
     hooks.append(model.norm.register_forward_hook(lambda _m, _i, out: _acc_head(out)))
 

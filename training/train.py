@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from tokenizers import Tokenizer
 
-from model import LM, TINY, Config
+from model import LM, TINY, Config, checkpoint
 
 
 def pack(tokenizer: Tokenizer, path: Path, cache: Path) -> np.ndarray:
@@ -123,13 +123,7 @@ def main():
         return (time.time() - t0) / 60 / args.minutes
 
     def save(path, with_opt):
-        ck = {
-            "model": {k: v.to(torch.bfloat16) for k, v in model.state_dict().items()},
-            "config": json.loads(cfg.to_json()),
-            "step": step,
-            "tokens_seen": tokens_seen,
-            "history": log["history"],
-        }
+        ck = checkpoint(model, step, tokens_seen, log["history"])
         if with_opt:
             ck["opt"] = opt.state_dict()
         torch.save(ck, path)

@@ -16,10 +16,8 @@ import onnx
 import torch
 from onnx import numpy_helper
 
-from model import LM, Config
+from model import LINEARS, LM, Config, checkpoint
 from quantize import dequantize_q4
-
-LINEARS = ("wq", "wk", "wv", "wo", "w_gate", "w_up", "w_down")
 
 
 def state_dict_from_onnx(path):
@@ -29,15 +27,13 @@ def state_dict_from_onnx(path):
     # export.py names initializers "<key>_<serial>"; strip the serial to find a key.
     by_key = {re.sub(r"_\d+$", "", n): a for n, a in inits.items()}
 
-    def deq(key, rows):
-        packed, scales = by_key[key + "_q4"], by_key[key + "_scales"]
-        return dequantize_q4(packed.reshape(rows, -1, 16), scales)
+    def deq(key):  # packed [N, K/32, 16] as quantize.quantize_q4 returned it
+        return dequantize_q4(by_key[key + "_q4"], by_key[key + "_scales"])
 
-    sd = {"embed.weight": deq("embed", cfg.vocab_size)}
+    sd = {"embed.weight": deq("embed")}
     for l in range(cfg.n_layers):
         for nm in LINEARS:
-            rows = cfg.d_ff if nm in ("w_gate", "w_up") else cfg.d_model
-            sd[f"blocks.{l}.{nm}.weight"] = deq(f"l{l}_{nm}", rows)
+            sd[f"blocks.{l}.{nm}.weight"] = deq(f"l{l}_{nm}")
     # RMSNorm gains are the [d_model] float constants multiplied in, in graph order:
     # attn_norm and ffn_norm of each layer, then the final norm.
     gains = []
@@ -67,9 +63,7 @@ def main():
     cfg, sd = state_dict_from_onnx(a.onnx)
     model = LM(cfg)
     model.load_state_dict(sd)  # strict: every parameter must come from the file
-    torch.save({"model": {k: v.to(torch.bfloat16) for k, v in model.state_dict().items()},
-                "config": json.loads(cfg.to_json()), "step": 0, "tokens_seen": log["tokens_seen"],
-                "history": log["history"]}, a.out)
+    torch.save(checkpoint(model, 0, log["tokens_seen"], log["history"]), a.out)
     print(f"{a.out}: {model.n_params():,} parameters from {a.onnx}")
 
 
