@@ -185,7 +185,7 @@ def main():
     ap.add_argument("--checkpoint", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--bits", type=int, choices=[4, 32], default=4)
-    ap.add_argument("--calib", default=None, help="text file for activation statistics (4-bit scale search)")
+    ap.add_argument("--calib", default=None, help="text file for the layers' input covariance (GPTQ)")
     ap.add_argument("--tokenizer", default=None, help="needed with --calib")
     args = ap.parse_args()
     model = load_checkpoint(args.checkpoint)

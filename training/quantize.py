@@ -1,9 +1,13 @@
-"""4-bit block quantization in the MatMulNBits layout, with an activation-weighted scale search.
+"""4-bit block quantization in the MatMulNBits layout: GPTQ with a per-block scale search.
 
-For each block of 32 weights of one output row, the scale is chosen among clipped candidates
-(absmax/7 shrunk by up to 30%, and absmax/8 using the -8 code) to minimise the error of the
-layer's *output*, approximated by sum_k E[x_k^2] (w_k - dequant(w_k))^2 where E[x_k^2] are the
-input channel's second moments measured on calibration text (uniform when none are given).
+Given the layer's input Hessian H = E[x x^T] measured on calibration text, the weights are
+quantized one input column at a time (GPTQ, Frantar et al. 2022): the rounding error of a column
+is pushed onto the columns not yet quantized through the Cholesky factor of H^-1, so the layer's
+*output* error E||(W - Q) x||^2 is what gets minimised, not the weights' own error. The scale of
+each block of 32 weights of one output row is chosen when GPTQ reaches the block, among clipped
+candidates (absmax/7 shrunk by up to 30%, and absmax/8 using the -8 code), by the block's error
+weighted by diag(H). Without calibration data it is the same scale search with uniform weights and
+plain rounding.
 """
 import numpy as np
 import torch
@@ -14,29 +18,61 @@ BLOCK = 32
 RATIOS = np.linspace(0.70, 1.0, 16)
 
 
-def quantize_q4(w: np.ndarray, importance=None):
-    """w: [N, K] float (torch Linear layout). Returns (packed u8 [N, K/32, 16], scales f32 [N*K/32],
-    relative weighted error)."""
-    n, k = w.shape
-    assert k % BLOCK == 0, "K must be a multiple of 32"
-    wb = w.reshape(n, k // BLOCK, BLOCK).astype(np.float64)
-    imp = np.ones(k) if importance is None else np.maximum(importance, 1e-8)
-    ib = np.broadcast_to(imp.reshape(1, k // BLOCK, BLOCK), wb.shape)
+# Added to H's diagonal, as a fraction of its mean, so that H is invertible (GPTQ's default).
+DAMP = 0.01
+
+
+def block_scales(wb: np.ndarray, importance: np.ndarray) -> np.ndarray:
+    """Per-row scale of one block: wb [N, 32], importance [32] -> [N, 1]."""
     absmax = np.abs(wb).max(-1, keepdims=True)
     absmax = np.where(absmax == 0, 1e-12, absmax)
     best_err = np.full(absmax.shape, np.inf)
     best_s = absmax / 7
-    cands = [absmax * r / 7 for r in RATIOS] + [absmax * r / 8 for r in RATIOS]
-    for s in cands:
-        q = np.clip(np.round(wb / s), -8, 7)
-        err = ((wb - q * s) ** 2 * ib).sum(-1, keepdims=True)
+    for s in [absmax * r / 7 for r in RATIOS] + [absmax * r / 8 for r in RATIOS]:
+        err = ((wb - np.clip(np.round(wb / s), -8, 7) * s) ** 2 * importance).sum(-1, keepdims=True)
         better = err < best_err
         best_err = np.where(better, err, best_err)
         best_s = np.where(better, s, best_s)
-    q = (np.clip(np.round(wb / best_s), -8, 7) + 8).astype(np.uint8)  # codes 0..15, zero point 8
-    packed = (q[..., 0::2] | (q[..., 1::2] << 4)).astype(np.uint8)
-    rel = float(best_err.sum() / ((wb**2) * ib).sum())
-    return packed, best_s.reshape(-1).astype(np.float32), rel
+    return best_s
+
+
+def quantize_q4(w: np.ndarray, hessian=None):
+    """w: [N, K] float (torch Linear layout); hessian: [K, K] E[x x^T] of the layer's input, or None.
+    Returns (packed u8 [N, K/32, 16], scales f32 [N*K/32], relative output error
+    tr((W-Q) H (W-Q)^T) / tr(W H W^T), with H = I when no Hessian is given)."""
+    n, k = w.shape
+    assert k % BLOCK == 0, "K must be a multiple of 32"
+    W = w.astype(np.float64).copy()
+    H = np.eye(k) if hessian is None else hessian.astype(np.float64).copy()
+    dead = np.diag(H) <= 0
+    H[dead, dead] = 1.0
+    W[:, dead] = 0.0
+    imp = np.diag(H).copy()
+    H[np.diag_indices(k)] += DAMP * imp.mean()
+    # Upper Cholesky factor of H^-1: row i holds how column i's error spreads over columns > i.
+    hinv = np.linalg.cholesky(np.linalg.inv(H)).T if hessian is not None else np.eye(k)
+    codes = np.empty((n, k), np.uint8)
+    scales = np.empty((n, k // BLOCK))
+    for b in range(k // BLOCK):
+        lo, hi = b * BLOCK, (b + 1) * BLOCK
+        s = block_scales(W[:, lo:hi], imp[lo:hi])
+        scales[:, b] = s[:, 0]
+        err_block = np.empty((n, BLOCK))
+        for i in range(lo, hi):
+            q = np.clip(np.round(W[:, i] / s[:, 0]), -8, 7)
+            codes[:, i] = (q + 8).astype(np.uint8)  # codes 0..15, zero point 8
+            e = (W[:, i] - q * s[:, 0]) / hinv[i, i]
+            W[:, i:hi] -= np.outer(e, hinv[i, i:hi])
+            err_block[:, i - lo] = e
+        W[:, hi:] -= err_block @ hinv[lo:hi, hi:]
+    cb = codes.reshape(n, k // BLOCK, BLOCK)
+    packed = (cb[..., 0::2] | (cb[..., 1::2] << 4)).astype(np.uint8)
+    scales = scales.astype(np.float32)
+    d = w.astype(np.float64) - dequantize_q4(packed, scales.reshape(-1))
+    h0 = np.eye(k) if hessian is None else hessian.astype(np.float64)
+    w0 = w.astype(np.float64)
+    rel = float(((d @ h0) * d).sum() / ((w0 @ h0) * w0).sum())
+    return packed, scales.reshape(-1), rel
 
 
 def dequantize_q4(packed: np.ndarray, scales: np.ndarray) -> np.ndarray:
@@ -49,7 +85,7 @@ def dequantize_q4(packed: np.ndarray, scales: np.ndarray) -> np.ndarray:
 
 @torch.no_grad()
 def activation_stats(model, tokenizer_path, text_path, max_lines=2000, seq=64):
-    """E[x^2] per input channel of every linear layer (and of the LM head), keyed like export.py."""
+    """E[x x^T] of the input of every linear layer (and of the LM head), keyed like export.py."""
     from tokenizers import Tokenizer
 
     tok = Tokenizer.from_file(tokenizer_path)
@@ -63,7 +99,7 @@ def activation_stats(model, tokenizer_path, text_path, max_lines=2000, seq=64):
     def hook(key):
         def f(_m, inp, _out):
             x = inp[0].detach().float().reshape(-1, inp[0].shape[-1])
-            sums[key] = sums.get(key, 0) + (x**2).sum(0).numpy()
+            sums[key] = sums.get(key, 0) + (x.T.double() @ x.double()).numpy()
             counts[key] = counts.get(key, 0) + x.shape[0]
         return f
 
@@ -74,7 +110,7 @@ def activation_stats(model, tokenizer_path, text_path, max_lines=2000, seq=64):
 
     def _acc_head(out):
         x = out.detach().float().reshape(-1, out.shape[-1])
-        sums["lm_head"] = sums.get("lm_head", 0) + (x**2).sum(0).numpy()
+        sums["lm_head"] = sums.get("lm_head", 0) + (x.T.double() @ x.double()).numpy()
         counts["lm_head"] = counts.get("lm_head", 0) + x.shape[0]
 
     arr = np.array(ids[: (len(ids) // seq) * seq], dtype=np.int64).reshape(-1, seq)

@@ -1,7 +1,7 @@
 """Turn a 4-bit bundle model (export.py's ONNX) back into a training checkpoint, to continue
 training a released model when its float checkpoint was not kept.
 
-The weights come back as their 4-bit dequantized values (the export's per-block scale search
+The weights come back as their 4-bit dequantized values (the export's GPTQ quantization
 keeps the relative error at a few percent); a few hundred steps of further training absorb that.
 The optimizer state is not in the ONNX file, so training restarts its warm-up.
 

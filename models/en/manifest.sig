@@ -1,5 +1,5 @@
 {
   "algorithm": "ed25519",
   "public_key": "a5a307bc4e85b728563fcf121cc69456d8cf4ca205cfd5d52bd06ee8ef6386e5",
-  "signature": "649979dd95e62c5007ceb4fcb98551b63cf7fa509e52b09baa8efb4f32158aa74b3038c4abed0934dcf6293695dcfbb7fa0e0eebed0baa0846be4eea501b0c0c"
+  "signature": "abab9e44556b799bf9b6db77d9a200f05c8d9cdb069a339486c23a336ec2b05a5683865e684eaba312155d2e364a4089f3d692c6fb5bb0b5af5cfd16aeb5f108"
 }

@@ -112,6 +112,19 @@ def test_quantizer_roundtrip_and_scale_search():
     assert rel < 0.02
 
 
+def test_gptq_lowers_the_layer_output_error():
+    rng = np.random.default_rng(4)
+    w = rng.standard_normal((48, 64)).astype(np.float32)
+    # Correlated input channels, as a real layer sees them: here rounding errors can cancel.
+    x = rng.standard_normal((2000, 8)) @ rng.standard_normal((8, 64)) + 0.1 * rng.standard_normal((2000, 64))
+    h = x.T @ x / len(x)
+    out_err = lambda p, s: float(np.sum(((w - quantize.dequantize_q4(p, s)) @ x.T) ** 2))
+    p_rtn, s_rtn, _ = quantize.quantize_q4(w)
+    p_gptq, s_gptq, rel = quantize.quantize_q4(w, h)
+    assert out_err(p_gptq, s_gptq) < 0.7 * out_err(p_rtn, s_rtn)
+    assert rel == pytest.approx(out_err(p_gptq, s_gptq) / float(np.sum((w @ x.T) ** 2)), rel=1e-6)
+
+
 def test_tokenizer_parity_file_is_current():
     path = tokenizer_parity.OUT
     assert json.loads(path.read_text()) == tokenizer_parity.current(), "run training/tokenizer_parity.py"
