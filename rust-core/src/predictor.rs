@@ -1,7 +1,7 @@
 //! Suggestions: from the text before the cursor to ranked whole words.
 //!
-//! The committed words (at most `context_tokens` tokens of them) go through the model once and
-//! stay in a KV cache, so a keystroke inside a word costs only the short search over the word's
+//! The committed words (the last `context_tokens` tokens of them, or a few more: see
+//! [`Predictor::window`]) go through the model once and stay in a KV cache, so a keystroke inside a word costs only the short search over the word's
 //! own tokens. That search decodes a small tree of beams, all beams of one depth in a single
 //! model call (tree attention through the `attn_bias` input), and stops each beam at a word
 //! boundary: a word's score is P(its tokens) × P(next token ends the word).
@@ -124,6 +124,10 @@ const PHRASE_MIN_FIRST: f32 = 0.5;
 const PHRASE_MIN_NEXT: f32 = 0.35;
 /// Least probability of both words together (given what was typed).
 const PHRASE_MIN_JOINT: f32 = 0.25;
+
+/// How many tokens the context may grow past `context_tokens` before it is re-anchored to the
+/// last `context_tokens` (see [`Predictor::window`]).
+const CONTEXT_SLACK: usize = 12;
 
 /// Tree nodes kept per context before the tree is dropped and decoded anew.
 const MAX_TREE_NODES: usize = 192;
@@ -288,12 +292,16 @@ impl Predictor {
         if max == 0 || a.partial.chars().count() > MAX_PARTIAL_CHARS {
             return Ok(Vec::new());
         }
-        let ids = self.context_ids(a.context, a.starts_field)?;
+        let all = self.context_tokens(a.context, a.starts_field)?;
         let mut guard = self
             .state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let mut state = self.update_context(guard.take(), ids)?;
+        let previous = guard.take();
+        let ids = self
+            .window(&all, previous.as_ref().map(|p| &p.ids[..]))
+            .to_vec();
+        let mut state = self.update_context(previous, ids)?;
         let suggestions = self.suggest_after(&mut state, &a, max);
         *guard = Some(state);
         suggestions
@@ -436,24 +444,45 @@ impl Predictor {
         }))
     }
 
-    fn context_ids(&self, context: &str, starts_field: bool) -> Result<Vec<u32>> {
-        let window = self.manifest.context_tokens;
-        let mut ids = if context.is_empty() {
-            Vec::new()
+    /// Every token of the committed tail, after a start-of-text mark when it is the field's start.
+    fn context_tokens(&self, context: &str, starts_field: bool) -> Result<Vec<u32>> {
+        let mut ids = if starts_field {
+            vec![self.bos]
         } else {
-            self.tokenize(context)?
+            Vec::new()
         };
-        if starts_field && ids.len() < window {
-            ids.insert(0, self.bos);
+        if !context.is_empty() {
+            ids.extend(self.tokenize(context)?);
         }
         if ids.is_empty() {
             ids.push(self.bos);
         }
-        let start = ids.len().saturating_sub(window);
-        Ok(ids.split_off(start))
+        Ok(ids)
     }
 
-    /// The model state after `ids`, reusing what `previous` already computed when `ids` extends it.
+    /// The tokens the model reads: the last `context_tokens` of `all`, or more (up to
+    /// [`CONTEXT_SLACK`] more) when that keeps the start of the `previous` context. A window that
+    /// slid by one word per committed word would change its first token on every word, and
+    /// every committed word would cost a full forward pass; a window that keeps its start costs
+    /// only the committed word's own tokens, and is re-anchored once it is full.
+    fn window<'a>(&self, all: &'a [u32], previous: Option<&[u32]>) -> &'a [u32] {
+        let least = self.manifest.context_tokens;
+        if all.len() <= least {
+            return all;
+        }
+        let most = (least + CONTEXT_SLACK).min(self.manifest.model.max_positions / 2);
+        let common = |s: usize| previous.map_or(0, |prev| common_prefix(&all[s..], prev));
+        let latest = all.len() - least;
+        let earliest = all.len().saturating_sub(most).min(latest);
+        let start = (earliest..=latest)
+            .map(|s| (common(s), s))
+            .filter(|&(c, _)| c > 0)
+            .max()
+            .map_or(latest, |(_, s)| s);
+        &all[start..]
+    }
+
+    /// The model state after `ids`, reusing what `previous` already computed for a common prefix.
     fn update_context(
         &self,
         previous: Option<ContextState>,
@@ -472,11 +501,13 @@ impl Predictor {
                 if let Some(next) = prev.after_path(&ids[prev.ids.len()..])? {
                     return Ok(next);
                 }
-                let past = prev
-                    .cache
-                    .truncated(prev.ids.len())
-                    .map_err(Error::inference)?;
-                let (logits, cache) = self.forward(&past, &ids[prev.ids.len()..])?;
+            }
+            // A committed word, a deleted one, a correction: the shared start stays cached; at
+            // least the last token is run again, for the logits after it.
+            let keep = common_prefix(&ids, &prev.ids).min(ids.len() - 1);
+            if keep > 0 {
+                let past = prev.cache.truncated(keep).map_err(Error::inference)?;
+                let (logits, cache) = self.forward(&past, &ids[keep..])?;
                 return Ok(ContextState::new(ids, cache, &logits));
             }
         }
@@ -823,6 +854,11 @@ fn log_softmax(logits: &[f32]) -> Vec<f32> {
     logits.iter().map(|&x| x - z).collect()
 }
 
+/// How many leading tokens `a` and `b` share.
+fn common_prefix(a: &[u32], b: &[u32]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -837,6 +873,58 @@ mod tests {
         );
         assert_eq!(covers(&typed, &['t', 'a']), None);
         assert_eq!(covers(&[], &['x']), Some(0));
+    }
+
+    fn fixture() -> Predictor {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/fixture");
+        Predictor::open(dir, Config::default()).unwrap()
+    }
+
+    #[test]
+    fn window_keeps_its_start_until_full() {
+        let p = fixture();
+        let least = p.manifest.context_tokens;
+        let all: Vec<u32> = (1..=60).collect();
+        // Short contexts are read whole; with nothing before, the last `least` tokens.
+        assert_eq!(p.window(&all[..least], None), &all[..least]);
+        assert_eq!(p.window(&all[..40], None), &all[40 - least..40]);
+        // A committed word extends the previous window instead of sliding it ...
+        let prev = p.window(&all[..40], None).to_vec();
+        assert_eq!(p.window(&all[..43], Some(&prev)), &all[40 - least..43]);
+        let grown = &all[40 - least..40 + CONTEXT_SLACK];
+        assert_eq!(p.window(&all[..40 + CONTEXT_SLACK], Some(&prev)), grown);
+        // ... until it would pass `least + CONTEXT_SLACK` tokens: then the last `least` again.
+        let end = 41 + CONTEXT_SLACK;
+        assert_eq!(p.window(&all[..end], Some(grown)), &all[end - least..end]);
+        // A previous context found nowhere in range does not move the window.
+        assert_eq!(p.window(&all[..40], Some(&[99, 98])), &all[40 - least..40]);
+    }
+
+    #[test]
+    fn cached_state_matches_a_fresh_forward_after_any_edit() {
+        let p = fixture();
+        let ids = p
+            .tokenize("the cat sat on the mat and then it went home")
+            .unwrap();
+        let n = ids.len();
+        assert!(n > 6);
+        let edited = [&ids[..n - 3], &ids[1..3]].concat();
+        // Extend, delete back, extend again, replace the tail, shrink to one token.
+        let steps: [&[u32]; 5] = [&ids[..n - 2], &ids[..n], &ids[..n - 4], &edited, &ids[..1]];
+        let mut state: Option<ContextState> = None;
+        for step in steps {
+            let warm = p.update_context(state.take(), step.to_vec()).unwrap();
+            let fresh = p.update_context(None, step.to_vec()).unwrap();
+            assert_eq!(warm.cache.len(), step.len());
+            let worst = warm
+                .next_logp
+                .iter()
+                .zip(&fresh.next_logp)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(worst < 1e-3, "{step:?}: logits differ by {worst}");
+            state = Some(warm);
+        }
     }
 
     #[test]
