@@ -131,7 +131,17 @@ class NextWordTest {
                 })
             }.flatMap { it.get(5, TimeUnit.MINUTES) }
             assertEquals(threads * 3 * texts.size, results.size)
-            for ((text, got) in results) assertEquals(text, expected[text], got)
+            for ((text, got) in results) {
+                val want = expected.getValue(text)
+                // Same words in the same order; scores within 1%. A call reuses the cached keys and
+                // values of whatever context came before it that shares a start, so its forward
+                // pass is split differently: float sums round differently, and an activation on
+                // an int8 rounding boundary can move by a step (0.16% seen on a score).
+                assertEquals(text, want.map { it.text to it.kind }, got.map { it.text to it.kind })
+                for ((w, g) in want.zip(got)) {
+                    assertTrue("$text: $w vs $g", Math.abs(w.score - g.score) <= 0.01f * w.score)
+                }
+            }
         } finally {
             pool.shutdownNow()
         }
