@@ -42,15 +42,17 @@ def quantize_q4(w: np.ndarray, hessian=None):
     tr((W-Q) H (W-Q)^T) / tr(W H W^T), with H = I when no Hessian is given)."""
     n, k = w.shape
     assert k % BLOCK == 0, "K must be a multiple of 32"
-    W = w.astype(np.float64).copy()
-    H = np.eye(k) if hessian is None else hessian.astype(np.float64).copy()
+    w0 = w.astype(np.float64)
+    h0 = np.eye(k) if hessian is None else hessian.astype(np.float64)
+    W, H = w0.copy(), h0.copy()
     dead = np.diag(H) <= 0
     H[dead, dead] = 1.0
     W[:, dead] = 0.0
     imp = np.diag(H).copy()
     H[np.diag_indices(k)] += DAMP * imp.mean()
-    # Upper Cholesky factor of H^-1: row i holds how column i's error spreads over columns > i.
-    hinv = np.linalg.cholesky(np.linalg.inv(H)).T if hessian is not None else np.eye(k)
+    # Upper Cholesky factor of H^-1: row i holds how column i's error spreads over columns > i
+    # (diagonal when H = I: no spreading, plain rounding).
+    hinv = np.linalg.cholesky(np.linalg.inv(H)).T
     codes = np.empty((n, k), np.uint8)
     scales = np.empty((n, k // BLOCK))
     for b in range(k // BLOCK):
@@ -68,9 +70,7 @@ def quantize_q4(w: np.ndarray, hessian=None):
     cb = codes.reshape(n, k // BLOCK, BLOCK)
     packed = (cb[..., 0::2] | (cb[..., 1::2] << 4)).astype(np.uint8)
     scales = scales.astype(np.float32)
-    d = w.astype(np.float64) - dequantize_q4(packed, scales.reshape(-1))
-    h0 = np.eye(k) if hessian is None else hessian.astype(np.float64)
-    w0 = w.astype(np.float64)
+    d = w0 - dequantize_q4(packed, scales.reshape(-1))
     rel = float(((d @ h0) * d).sum() / ((w0 @ h0) * w0).sum())
     return packed, scales.reshape(-1), rel
 
@@ -96,22 +96,18 @@ def activation_stats(model, tokenizer_path, text_path, max_lines=2000, seq=64):
         ids += [bos] + e.ids
     sums, counts, hooks = {}, {}, []
 
-    def hook(key):
-        def f(_m, inp, _out):
-            x = inp[0].detach().float().reshape(-1, inp[0].shape[-1])
-            sums[key] = sums.get(key, 0) + (x.T.double() @ x.double()).numpy()
-            counts[key] = counts.get(key, 0) + x.shape[0]
-        return f
+    def accumulate(key, x):
+        x = x.detach().double().reshape(-1, x.shape[-1])
+        sums[key] = sums.get(key, 0) + (x.T @ x).numpy()
+        counts[key] = counts.get(key, 0) + x.shape[0]
 
     for l, blk in enumerate(model.blocks):
         for nm in LINEARS:
-            hooks.append(getattr(blk, nm).register_forward_hook(hook(f"l{l}_{nm}")))
-    hooks.append(model.norm.register_forward_hook(lambda _m, _i, out: _acc_head(out)))
-
-    def _acc_head(out):
-        x = out.detach().float().reshape(-1, out.shape[-1])
-        sums["lm_head"] = sums.get("lm_head", 0) + (x.T.double() @ x.double()).numpy()
-        counts["lm_head"] = counts.get("lm_head", 0) + x.shape[0]
+            key = f"l{l}_{nm}"
+            hooks.append(getattr(blk, nm).register_forward_hook(
+                lambda _m, inp, _out, key=key: accumulate(key, inp[0])))
+    # The LM head reads the final norm's output.
+    hooks.append(model.norm.register_forward_hook(lambda _m, _inp, out: accumulate("lm_head", out)))
 
     arr = np.array(ids[: (len(ids) // seq) * seq], dtype=np.int64).reshape(-1, seq)
     for i in range(0, len(arr), 16):

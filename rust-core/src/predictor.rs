@@ -1,10 +1,11 @@
 //! Suggestions: from the text before the cursor to ranked whole words.
 //!
 //! The committed words (the last `context_tokens` tokens of them, or a few more: see
-//! [`Predictor::window`]) go through the model once and stay in a KV cache, so a keystroke inside a word costs only the short search over the word's
-//! own tokens. That search decodes a small tree of beams, all beams of one depth in a single
-//! model call (tree attention through the `attn_bias` input), and stops each beam at a word
-//! boundary: a word's score is P(its tokens) × P(next token ends the word).
+//! [`Predictor::window`]) go through the model once and stay in a KV cache, so a keystroke
+//! inside a word costs only the short search over the word's own tokens. That search decodes a
+//! small tree of beams, all beams of one depth in a single model call (tree attention through
+//! the `attn_bias` input), and stops each beam at a word boundary: a word's score is
+//! P(its tokens) × P(next token ends the word).
 
 use std::collections::HashMap;
 use std::path::Path;
