@@ -8,18 +8,20 @@
 //! reaches). A name filter picks cases:
 //!
 //!     cargo bench -p nextword-benches --bench kernels
-//!     cargo bench -p nextword-benches --bench kernels -- 'ff_up/m1'
+//!     cargo bench -p nextword-benches --bench kernels -- 'ff_gate_up/m1'
 
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use nextword_core::kernels::{available, Q4Matrix, BLOCK};
 
-/// (layer, N outputs, K inputs) of the model's MatMulNBits nodes: 8 layers of q, k, v, o
-/// (320x320), two feed-forward inputs (864x320) and one output (320x864), and the tied LM head.
-const LAYERS: [(&str, usize, usize); 4] = [
-    ("attn_qkvo", 320, 320),
-    ("ff_up", 864, 320),
+/// (layer, N outputs, K inputs) of the model's MatMulNBits nodes: 8 layers of q/k/v in one
+/// node (960x320), o (320x320), the two feed-forward inputs gate/up in one node (1728x320) and
+/// the output (320x864), and the tied LM head.
+const LAYERS: [(&str, usize, usize); 5] = [
+    ("attn_qkv", 960, 320),
+    ("attn_o", 320, 320),
+    ("ff_gate_up", 1728, 320),
     ("ff_down", 320, 864),
     ("lm_head", 8192, 320),
 ];
