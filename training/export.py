@@ -33,7 +33,7 @@ import onnx
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from model import LM, Config, rope_tables
+from model import LINEAR_GROUPS, LM, Config, rope_tables
 import quantize
 
 BLOCK = 32
@@ -74,24 +74,25 @@ def export(model: LM, out_path: Path, bits: int, calib=None):
     i64 = lambda *v: g.const(np.array(v, dtype=np.int64), "i")
     report = {}
 
-    def linear(x, ws, keys, accuracy_level=4):
-        """x [.., in] times the torch weights ws ([out_i, in] each), stacked along out: layers
-        that read the same input are one node (q/k/v, gate/up), which costs the runtime one
-        call and one activation quantization instead of several. Each part is quantized on
-        its own (the same as separate nodes: the rows of MatMulNBits are independent)."""
-        w = np.concatenate(ws, axis=0)
+    def linear(x, l, group, accuracy_level=4):
+        """x [.., in] times layer l's weights of `group` (model.LINEAR_GROUPS: the layers that read
+        the same input), stacked along out in one node, which costs the runtime one call and one
+        activation quantization instead of several. Each part is quantized on its own (the same
+        as separate nodes: the rows of MatMulNBits are independent)."""
+        key = f"l{l}_{group}"
+        ws = [sd[f"blocks.{l}.{part}.weight"] for part in LINEAR_GROUPS[group]]
         if bits == 32:
-            return g.op("MatMul", [x, g.const(w.T.copy(), keys[0])], keys[0])
+            return g.op("MatMul", [x, g.const(np.concatenate(ws, axis=0).T.copy(), key)], key)
         parts = []
-        for wi, key in zip(ws, keys):
+        for wi, part in zip(ws, LINEAR_GROUPS[group]):
             packed, scales, err = quantize.quantize_q4(wi, None if calib is None else calib.get(key))
-            report[key] = err
+            report[f"l{l}_{part}"] = err
             parts.append((packed, scales))
         packed = np.concatenate([p for p, _ in parts], axis=0)
         scales = np.concatenate([s for _, s in parts], axis=0)
-        n, k = w.shape
-        return g.op("MatMulNBits", [x, g.const(packed, keys[0] + "_q4"), g.const(scales, keys[0] + "_scales")],
-                    keys[0], domain="com.microsoft", K=k, N=n, bits=4, block_size=BLOCK,
+        n, k = sum(w.shape[0] for w in ws), ws[0].shape[1]
+        return g.op("MatMulNBits", [x, g.const(packed, key + "_q4"), g.const(scales, key + "_scales")],
+                    key, domain="com.microsoft", K=k, N=n, bits=4, block_size=BLOCK,
                     accuracy_level=accuracy_level)
 
     def rmsnorm(x, w):
@@ -128,8 +129,7 @@ def export(model: LM, out_path: Path, bits: int, calib=None):
     for l in range(L):
         p = f"blocks.{l}."
         y = rmsnorm(x, sd[p + "attn_norm.weight"])
-        names = ("wq", "wk", "wv")
-        qkv = linear(y, [sd[p + n + ".weight"] for n in names], [f"l{l}_{n}" for n in names])
+        qkv = linear(y, l, "qkv")
         heads = g.op("Transpose", [g.op("Reshape", [qkv, i64(1, -1, 3 * H, Dh)])], perm=[0, 2, 1, 3])  # [1,3H,S,Dh]
         qk = rope(g.op("Slice", [heads, i64(0), i64(2 * H), i64(1)]))  # queries and keys, rotated at once
         q = g.op("Slice", [qk, i64(0), i64(H), i64(1)])
@@ -145,14 +145,14 @@ def export(model: LM, out_path: Path, bits: int, calib=None):
         s = g.op("Add", [g.op("Mul", [g.op("MatMul", [q, kt]), g.const(scale)]), "attn_bias"])
         a = g.op("MatMul", [g.op("Softmax", [s], axis=-1), v_all])  # [1,H,S,Dh]
         a = g.op("Reshape", [g.op("Transpose", [a], perm=[0, 2, 1, 3]), i64(1, -1, D)])
-        x = g.op("Add", [x, linear(a, [sd[p + "wo.weight"]], [f"l{l}_wo"])])
+        x = g.op("Add", [x, linear(a, l, "wo")])
         y = rmsnorm(x, sd[p + "ffn_norm.weight"])
-        gate_up = linear(y, [sd[p + "w_gate.weight"], sd[p + "w_up.weight"]], [f"l{l}_w_gate", f"l{l}_w_up"])
+        gate_up = linear(y, l, "gate_up")
         gate = g.op("Slice", [gate_up, i64(0), i64(cfg.d_ff), i64(-1)])
         up = g.op("Slice", [gate_up, i64(cfg.d_ff), i64(2 * cfg.d_ff), i64(-1)])
         act = g.op("Mul", [g.op("Mul", [gate, g.op("Sigmoid", [gate])]), up])
         down_level = 1 if l < FLOAT_DOWN_LAYERS else 4
-        x = g.op("Add", [x, linear(act, [sd[p + "w_down.weight"]], [f"l{l}_w_down"], down_level)])
+        x = g.op("Add", [x, linear(act, l, "w_down", down_level)])
     g.op("Concat", presents, axis=0)
     g.nodes[-1].output[0] = "present_kv"
     last = g.op("Gather", [x, "logits_at"], axis=1)  # [1, R, D]

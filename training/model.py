@@ -32,8 +32,9 @@ class Config:
         return Config(**d)
 
 
-# A block's linear layers, by attribute name (export.py keys them "l<layer>_<name>").
-LINEARS = ("wq", "wk", "wv", "wo", "w_gate", "w_up", "w_down")
+# A block's linear layers grouped by the input they read: each group is one MatMulNBits node
+# of the export, its parts' rows stacked in this order, named "l<layer>_<group>".
+LINEAR_GROUPS = {"qkv": ("wq", "wk", "wv"), "wo": ("wo",), "gate_up": ("w_gate", "w_up"), "w_down": ("w_down",)}
 
 
 def checkpoint(model: "LM", step: int, tokens_seen: int, history: list) -> dict:

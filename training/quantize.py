@@ -12,7 +12,7 @@ plain rounding.
 import numpy as np
 import torch
 
-from model import LINEARS
+from model import LINEAR_GROUPS
 
 BLOCK = 32
 RATIOS = np.linspace(0.70, 1.0, 16)
@@ -85,7 +85,8 @@ def dequantize_q4(packed: np.ndarray, scales: np.ndarray) -> np.ndarray:
 
 @torch.no_grad()
 def activation_stats(model, tokenizer_path, text_path, max_lines=2000, seq=64):
-    """E[x x^T] of the input of every linear layer (and of the LM head), keyed like export.py."""
+    """E[x x^T] of the input of every linear node (and of the LM head), keyed like export.py:
+    one per group of layers that read the same input."""
     from tokenizers import Tokenizer
 
     tok = Tokenizer.from_file(tokenizer_path)
@@ -102,9 +103,9 @@ def activation_stats(model, tokenizer_path, text_path, max_lines=2000, seq=64):
         counts[key] = counts.get(key, 0) + x.shape[0]
 
     for l, blk in enumerate(model.blocks):
-        for nm in LINEARS:
-            key = f"l{l}_{nm}"
-            hooks.append(getattr(blk, nm).register_forward_hook(
+        for group, parts in LINEAR_GROUPS.items():
+            key = f"l{l}_{group}"
+            hooks.append(getattr(blk, parts[0]).register_forward_hook(
                 lambda _m, inp, _out, key=key: accumulate(key, inp[0])))
     # The LM head reads the final norm's output.
     hooks.append(model.norm.register_forward_hook(lambda _m, _inp, out: accumulate("lm_head", out)))

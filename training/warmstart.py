@@ -16,7 +16,7 @@ import onnx
 import torch
 from onnx import numpy_helper
 
-from model import LINEARS, LM, Config, checkpoint
+from model import LINEAR_GROUPS, LM, Config, checkpoint
 from quantize import dequantize_q4
 
 
@@ -31,9 +31,14 @@ def state_dict_from_onnx(path):
         return dequantize_q4(by_key[key + "_q4"], by_key[key + "_scales"])
 
     sd = {"embed.weight": deq("embed")}
+    shapes = {k: v.shape for k, v in LM(cfg).state_dict().items()}
     for l in range(cfg.n_layers):
-        for nm in LINEARS:
-            sd[f"blocks.{l}.{nm}.weight"] = deq(f"l{l}_{nm}")
+        for group, parts in LINEAR_GROUPS.items():
+            # A group's node stacks its parts' rows in order: split them back.
+            rows = deq(f"l{l}_{group}")
+            for part in parts:
+                n = shapes[f"blocks.{l}.{part}.weight"][0]
+                sd[f"blocks.{l}.{part}.weight"], rows = rows[:n], rows[n:]
     # RMSNorm gains are the [d_model] float constants multiplied in, in graph order:
     # attn_norm and ffn_norm of each layer, then the final norm.
     gains = []

@@ -13,6 +13,7 @@ import export
 import parity
 import quantize
 import tokenizer_parity
+import warmstart
 from model import LM, TINY
 
 HERE = Path(__file__).resolve().parent.parent
@@ -96,6 +97,25 @@ def test_q4_export_is_the_dequantized_model(tiny_model, tmp_path):
     for a, b in zip(ref, got):
         # ORT's accuracy_level 4 quantizes activations to int8: a small, bounded difference.
         assert float(np.abs(a - b).max()) < 0.02 * scale
+
+
+def test_warmstart_reads_back_every_weight_of_a_q4_export(tmp_path):
+    torch.manual_seed(5)
+    model = LM(TINY).eval()
+    with torch.no_grad():
+        for name, v in model.named_parameters():
+            if name.endswith("norm.weight"):
+                v.uniform_(0.5, 1.5)  # distinct gains, so their order is checked too
+    export.export(model, tmp_path / "q.onnx", 4)
+    cfg, sd = warmstart.state_dict_from_onnx(tmp_path / "q.onnx")
+    ref = model.state_dict()
+    assert set(sd) == set(ref)
+    for k, v in ref.items():
+        want = v.numpy()
+        if v.ndim == 2:  # the fused nodes split back into each layer's dequantized rows
+            p, s, _ = quantize.quantize_q4(want)
+            want = quantize.dequantize_q4(p, s)
+        np.testing.assert_array_equal(sd[k].numpy(), want, err_msg=k)
 
 
 def test_quantizer_roundtrip_and_scale_search():
