@@ -294,13 +294,18 @@ fn info(common: &Common) -> Result<()> {
         .map(|k| k.name())
         .collect();
     let kernel = nextword_core::kernels::select().name();
+    let ops = p.plan_ops();
+    let nodes: usize = ops.iter().map(|(_, n)| n).sum();
     if common.json {
+        let plan: serde_json::Map<String, serde_json::Value> =
+            ops.iter().map(|(op, n)| (op.clone(), json!(n))).collect();
         println!(
             "{}",
             json!({"bundle": dir, "model_id": m.model_id, "language": m.language, "parameters": m.model.parameters,
                    "bits": m.model.bits, "vocab_size": m.vocab_size, "context_tokens": m.context_tokens,
                    "layers": m.model.n_layers, "d_model": m.model.d_model, "matmul": common.matmul.name(),
-                   "kernel": kernel, "kernels_available": kernels, "load_ms": load_ms})
+                   "kernel": kernel, "kernels_available": kernels, "load_ms": load_ms,
+                   "plan_nodes": nodes, "plan_ops": plan})
         );
     } else {
         println!("bundle      {}", dir.display());
@@ -325,6 +330,8 @@ fn info(common: &Common) -> Result<()> {
             kernels.join(", ")
         );
         println!("load        {load_ms:.1} ms");
+        let top: Vec<String> = ops.iter().map(|(op, n)| format!("{n} {op}")).collect();
+        println!("plan        {nodes} nodes: {}", top.join(", "));
     }
     Ok(())
 }

@@ -70,6 +70,11 @@ fn info_json_reports_parameters() {
         .unwrap()
         .iter()
         .any(|k| k == "scalar"));
+    // The plan's op counts add up to its node count, and every 4-bit layer runs our op.
+    let ops = v["plan_ops"].as_object().unwrap();
+    let total: u64 = ops.values().map(|n| n.as_u64().unwrap()).sum();
+    assert_eq!(v["plan_nodes"], total);
+    assert!(ops["NextwordMatMulNBits"].as_u64().unwrap() > 0);
 }
 
 #[test]

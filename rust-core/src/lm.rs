@@ -150,6 +150,18 @@ impl LanguageModel {
         }
     }
 
+    /// The optimized plan's nodes by operator name, most frequent first: each node costs a
+    /// dispatch and an output allocation per call, whatever its size.
+    pub fn plan_ops(&self) -> Vec<(String, usize)> {
+        let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
+        for node in self.plan.model().nodes() {
+            *counts.entry(node.op().name().to_string()).or_default() += 1;
+        }
+        let mut ops: Vec<(String, usize)> = counts.into_iter().collect();
+        ops.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        ops
+    }
+
     pub fn vocab_size(&self) -> usize {
         self.vocab_size
     }

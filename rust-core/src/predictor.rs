@@ -260,6 +260,11 @@ impl Predictor {
         &self.manifest
     }
 
+    /// The model's optimized plan, as (operator, node count), most frequent first.
+    pub fn plan_ops(&self) -> Vec<(String, usize)> {
+        self.lm.plan_ops()
+    }
+
     pub fn config(&self) -> &Config {
         &self.config
     }
