@@ -21,7 +21,8 @@ def main():
     plt.plot(tokens, [x["val_loss"] for x in h], label="validation")
     plt.xlabel("tokens seen (millions)")
     plt.ylabel("cross-entropy (nats/token)")
-    plt.title(f"{log['params'] / 1e6:.1f}M parameters, {log['minutes']:.0f} min on 2 CPU cores")
+    # A resumed run's log carries the earlier phases' history but only its own minutes.
+    plt.title(f"{log['params'] / 1e6:.1f}M parameters, {log['tokens_seen'] / 1e6:.1f}M tokens (last phase {log['minutes']:.0f} min)")
     plt.legend()
     plt.grid(alpha=0.3)
     plt.tight_layout()
