@@ -3,6 +3,9 @@
 The manifest carries everything the core checks before it runs anything: the format version,
 the model's shape, the vocabulary size the tokenizer must match, and the SHA-256 of every file
 (but the manifest and its signature `manifest.sig`, which `nextword bundle sign` writes after).
+
+    python3 training/bundle.py --onnx M.onnx --tokenizer T.json --out DIR --model-id ID
+    python3 training/bundle.py --refresh DIR   # after editing a listed file (model card, data card)
 """
 import argparse
 import hashlib
@@ -57,23 +60,42 @@ def make_bundle(onnx_path: Path, tokenizer_path: Path, out: Path, model_id: str,
         "tokenizer": "tokenizer.json",
         "files": {f: sha256(out / f) for f in files},
     }
+    write_manifest(out, manifest)
+    return manifest
+
+
+def refresh_hashes(out: Path) -> dict:
+    """Recomputes the hash of every file the manifest of bundle `out` lists, the rest unchanged."""
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    manifest["files"] = {f: sha256(out / f) for f in manifest["files"]}
+    write_manifest(out, manifest)
+    return manifest
+
+
+def write_manifest(out: Path, manifest: dict):
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     stale_signature = out / "manifest.sig"
     if stale_signature.exists():
         # It signed the previous manifest; sign again with `nextword bundle sign`.
         stale_signature.unlink()
-    return manifest
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--onnx", required=True)
-    ap.add_argument("--tokenizer", required=True)
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--model-id", required=True)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--refresh", metavar="DIR", help="only recompute the hashes in DIR's manifest")
+    ap.add_argument("--onnx")
+    ap.add_argument("--tokenizer")
+    ap.add_argument("--out")
+    ap.add_argument("--model-id")
     ap.add_argument("--extra", nargs="*", default=[], help="more files to ship in the bundle")
     a = ap.parse_args()
-    print(json.dumps(make_bundle(Path(a.onnx), Path(a.tokenizer), Path(a.out), a.model_id, extra_files=a.extra), indent=1))
+    if a.refresh:
+        manifest = refresh_hashes(Path(a.refresh))
+    elif a.onnx and a.tokenizer and a.out and a.model_id:
+        manifest = make_bundle(Path(a.onnx), Path(a.tokenizer), Path(a.out), a.model_id, extra_files=a.extra)
+    else:
+        ap.error("give --refresh DIR, or --onnx, --tokenizer, --out and --model-id")
+    print(json.dumps(manifest, indent=1))
 
 
 if __name__ == "__main__":
