@@ -337,6 +337,9 @@ impl Predictor {
         let words = self.personal.rerank(candidates, &typed, prev, kind);
         let typed_capital = a.partial.chars().any(char::is_uppercase);
         let typed_len = a.partial.chars().count();
+        // Case variants ("Tom", "tom") stay apart: merged into the casing ranked first, they
+        // lost keystroke savings (52.27 -> 52.16% on validation text, case-sensitive protocol):
+        // the other casing was more often the word wanted than the word taking its slot.
         let mut seen: HashMap<String, usize> = HashMap::new();
         // Each suggestion with the word it shows.
         let mut out: Vec<(Suggestion, String)> = Vec::new();
@@ -563,19 +566,32 @@ impl Predictor {
                 .map_err(Error::inference)?;
         }
         let v = &self.vocab;
-        let mut live: Vec<Beam> = v
+        // The best word starts are chosen before any beam is built: a next word has thousands
+        // of candidates, and a beam's text and path are allocations.
+        let mut starts: Vec<(f32, usize, usize)> = v
             .word_starts_for(typed)
             .iter()
-            .filter_map(|&t| {
-                Some(Beam {
-                    text: v.text[t].clone(),
-                    covered: covers(typed, &v.folded[t])?,
-                    logp: ctx.next_logp[t],
-                    path: vec![t as u32],
-                })
+            .filter_map(|&t| Some((ctx.next_logp[t], t, covers(typed, &v.folded[t])?)))
+            .collect();
+        // Best first; equal ones in vocabulary order (the lists are in token order).
+        let best_first = |a: &(f32, usize, usize), b: &(f32, usize, usize)| {
+            b.0.total_cmp(&a.0).then(a.1.cmp(&b.1))
+        };
+        let width = self.config.beam_width;
+        if starts.len() > width {
+            starts.select_nth_unstable_by(width, best_first);
+            starts.truncate(width);
+        }
+        starts.sort_by(best_first);
+        let mut live: Vec<Beam> = starts
+            .into_iter()
+            .map(|(logp, t, covered)| Beam {
+                text: v.text[t].clone(),
+                covered,
+                logp,
+                path: vec![t as u32],
             })
             .collect();
-        keep_best(&mut live, self.config.beam_width);
         let mut finished: Vec<Found> = Vec::new();
         for _depth in 0..self.config.max_word_tokens {
             if live.is_empty() {
@@ -844,11 +860,6 @@ struct Beam {
 fn covers(typed: &[char], piece: &[char]) -> Option<usize> {
     let n = typed.len().min(piece.len());
     (typed[..n] == piece[..n]).then_some(n)
-}
-
-fn keep_best(beams: &mut Vec<Beam>, width: usize) {
-    beams.sort_by(|a, b| b.logp.total_cmp(&a.logp));
-    beams.truncate(width);
 }
 
 fn log_sum_exp(xs: impl Iterator<Item = f32> + Clone) -> f32 {

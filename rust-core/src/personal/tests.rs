@@ -272,3 +272,34 @@ fn previous_word_needs_only_spaces_between() {
     assert_eq!(previous_word(""), None);
     assert_eq!(previous_word("it's 'quoted'"), Some("quoted"));
 }
+
+#[test]
+fn words_missing_from_the_word_list_rank_below_listed_ones() {
+    let p = personal(None, false);
+    let candidates = || model(&[("up", 0.5), ("uping", 3e-4), ("upset", 1e-4)]);
+    let r = p.rerank(candidates(), &chars("up"), None, SuggestionKind::Completion);
+    assert_eq!(texts(&r), ["up", "upset", "uping"]);
+    // A confident unlisted word keeps its place; one the user wrote is not ranked down.
+    let r = p.rerank(
+        model(&[("saoirse", 0.3), ("sad", 0.05)]),
+        &chars("sa"),
+        None,
+        SuggestionKind::Completion,
+    );
+    assert_eq!(texts(&r), ["saoirse", "sad"]);
+    let r = p.rerank(
+        model(&[("saoirse", 0.01), ("sad", 0.005)]),
+        &chars("sa"),
+        None,
+        SuggestionKind::Completion,
+    );
+    assert_eq!(texts(&r), ["sad", "saoirse"]);
+    p.learn("I met Saoirse").unwrap();
+    let r = p.rerank(
+        model(&[("saoirse", 0.01), ("sad", 0.005)]),
+        &chars("sa"),
+        None,
+        SuggestionKind::Completion,
+    );
+    assert_eq!(r[0].word, "saoirse");
+}
