@@ -276,30 +276,31 @@ fn previous_word_needs_only_spaces_between() {
 #[test]
 fn words_missing_from_the_word_list_rank_below_listed_ones() {
     let p = personal(None, false);
-    let candidates = || model(&[("up", 0.5), ("uping", 3e-4), ("upset", 1e-4)]);
-    let r = p.rerank(candidates(), &chars("up"), None, SuggestionKind::Completion);
-    assert_eq!(texts(&r), ["up", "upset", "uping"]);
+    let ranked = |words: &[(&str, f32)], typed: &str| {
+        let r = p.rerank(
+            model(words),
+            &chars(typed),
+            None,
+            SuggestionKind::Completion,
+        );
+        texts(&r).iter().map(|w| w.to_string()).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        ranked(&[("up", 0.5), ("uping", 3e-4), ("upset", 1e-4)], "up"),
+        ["up", "upset", "uping"]
+    );
     // A confident unlisted word keeps its place; one the user wrote is not ranked down.
-    let r = p.rerank(
-        model(&[("saoirse", 0.3), ("sad", 0.05)]),
-        &chars("sa"),
-        None,
-        SuggestionKind::Completion,
+    assert_eq!(
+        ranked(&[("saoirse", 0.3), ("sad", 0.05)], "sa"),
+        ["saoirse", "sad"]
     );
-    assert_eq!(texts(&r), ["saoirse", "sad"]);
-    let r = p.rerank(
-        model(&[("saoirse", 0.01), ("sad", 0.005)]),
-        &chars("sa"),
-        None,
-        SuggestionKind::Completion,
+    assert_eq!(
+        ranked(&[("saoirse", 0.01), ("sad", 0.005)], "sa"),
+        ["sad", "saoirse"]
     );
-    assert_eq!(texts(&r), ["sad", "saoirse"]);
     p.learn("I met Saoirse").unwrap();
-    let r = p.rerank(
-        model(&[("saoirse", 0.01), ("sad", 0.005)]),
-        &chars("sa"),
-        None,
-        SuggestionKind::Completion,
+    assert_eq!(
+        ranked(&[("saoirse", 0.01), ("sad", 0.005)], "sa")[0],
+        "saoirse"
     );
-    assert_eq!(r[0].word, "saoirse");
 }
