@@ -8,7 +8,7 @@ use tract_onnx::tract_hir::internal::DimLike;
 
 use crate::bundle::ModelInfo;
 use crate::error::{Error, Result};
-use crate::ops::{onnx_framework, MatMulImpl};
+use crate::ops::{fusion, onnx_framework, MatMulImpl};
 
 /// Added to the attention scores a query must not see.
 pub(crate) const MASKED: f32 = -1e9;
@@ -90,9 +90,17 @@ impl LanguageModel {
         matmul: MatMulImpl,
     ) -> Result<Self> {
         let onnx = onnx_framework(matmul);
-        let proto = <tract_onnx::pb::ModelProto as prost::Message>::decode(&bytes[..])
+        let mut proto = <tract_onnx::pb::ModelProto as prost::Message>::decode(&bytes[..])
             .map_err(|e| Error::InvalidModel(format!("not an ONNX protobuf: {e}")))?;
         drop(bytes);
+        if let Some(graph) = proto.graph.as_mut() {
+            let fused = fusion::fuse(graph);
+            log::debug!(
+                "fused {} attention and {} rope patterns",
+                fused.attention,
+                fused.rope
+            );
+        }
         let mut model = onnx.model_for_proto_model(&proto).map_err(Error::model)?;
         drop(proto);
         let s = model.symbols.sym("S");

@@ -18,8 +18,11 @@
 //! # Ok::<(), TractError>(())
 //! ```
 
+pub mod attention;
+pub mod fusion;
 pub mod gather_block_quantized;
 pub mod matmul_nbits;
+pub mod rope;
 
 use std::fmt;
 use std::str::FromStr;
@@ -86,8 +89,11 @@ pub fn onnx_framework(imp: MatMulImpl) -> Onnx {
 
 /// Points the `MatMulNBits` and `GatherBlockQuantized` entries of an existing framework's
 /// registry at `imp` (the 4-bit embedding lookup goes with the 4-bit matmul: tract's lowering
-/// of it repacks the table, ours reads it in place).
+/// of it repacks the table, ours reads it in place), and adds the ops [`fusion`] writes.
 pub fn register(onnx: &mut Onnx, imp: MatMulImpl) {
+    onnx.op_register
+        .insert("NextwordAttention", attention::nextword_attention);
+    onnx.op_register.insert("NextwordRope", rope::nextword_rope);
     match imp {
         MatMulImpl::Nextword => {
             onnx.op_register
@@ -103,6 +109,30 @@ pub fn register(onnx: &mut Onnx, imp: MatMulImpl) {
             }
         }
     }
+}
+
+/// The strides (in elements) of a dense tensor of shape `from` read as if broadcast to `to`
+/// (ONNX multidirectional broadcasting: shapes aligned on their last axes, 0 along axes
+/// where `from` has 1 or lacks the axis).
+pub(crate) fn broadcast_strides(from: &[usize], to: &[usize]) -> TractResult<Vec<usize>> {
+    tract_onnx::tract_hir::internal::ensure!(
+        from.len() <= to.len(),
+        "shape {from:?} has more axes than {to:?}"
+    );
+    let mut strides = vec![0; to.len()];
+    let mut stride = 1;
+    for (axis, &dim) in from.iter().enumerate().rev() {
+        let target = to.len() - from.len() + axis;
+        tract_onnx::tract_hir::internal::ensure!(
+            dim == to[target] || dim == 1,
+            "shape {from:?} does not broadcast to {to:?}"
+        );
+        if dim != 1 {
+            strides[target] = stride;
+        }
+        stride *= dim;
+    }
+    Ok(strides)
 }
 
 /// What tract-onnx's registry maps an op name to.
