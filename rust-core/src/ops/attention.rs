@@ -6,7 +6,10 @@
 //! * `q`: f32 `[.., S, Dh]`; `k`: `[.., T, Dh]`; `v`: `[.., T, Dv]` (same leading axes);
 //! * `bias`: f32, broadcast to `[.., S, T]` (0 where a query may attend, a large negative
 //!   value where it may not);
-//! * output `[.., S, Dv]`.
+//! * output `[.., S, Dv]`;
+//! * with a `layer` attribute, a fifth input `past_kv` `[layers, 2, .., P, Dh]`: the keys
+//!   are then `past_kv[layer, 0]` followed by `k`, the values `past_kv[layer, 1]` followed by
+//!   `v`, read in place (what [`super::fusion`] makes of the export's cache plumbing).
 //!
 //! Why our own: a keystroke's attention is small (5 heads, a few dozen queries and keys),
 //! and tract runs it as eight plan nodes per layer (two packings and two matmuls, a
@@ -35,20 +38,36 @@ pub fn nextword_attention(
     node: &NodeProto,
 ) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
     let scale: f32 = node.get_attr("scale")?;
-    Ok((expand(Attention { scale }), vec![]))
+    let layer: Option<i64> = node.get_attr_opt("layer")?;
+    let layer = match layer {
+        Some(l) if l < 0 => bail!("NextwordAttention: negative layer {l}"),
+        l => l.map(|l| l as usize),
+    };
+    Ok((expand(Attention { scale, layer }), vec![]))
 }
 
-/// The op; `scale` multiplies `q . k` before the bias is added.
+/// The op; `scale` multiplies `q . k` before the bias is added. With `layer`, a fifth input
+/// `past_kv` `[layers, 2, heads, P, Dh]` holds earlier keys and values: the keys are
+/// `past_kv[layer, 0]` followed by `k`, the values `past_kv[layer, 1]` followed by `v` (read
+/// in place: no concatenated copy).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Attention {
     pub scale: f32,
+    pub layer: Option<usize>,
+}
+
+impl Attention {
+    fn arity(&self) -> usize {
+        4 + self.layer.is_some() as usize
+    }
 }
 
 impl Eq for Attention {}
 
 impl std::hash::Hash for Attention {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.scale.to_bits().hash(state)
+        self.scale.to_bits().hash(state);
+        self.layer.hash(state)
     }
 }
 
@@ -63,7 +82,7 @@ impl Expansion for Attention {
         inputs: &'p [TensorProxy],
         outputs: &'p [TensorProxy],
     ) -> InferenceResult {
-        check_input_arity(inputs, 4)?;
+        check_input_arity(inputs, self.arity())?;
         check_output_arity(outputs, 1)?;
         for input in inputs {
             s.equals(&input.datum_type, f32::datum_type())?;
@@ -97,7 +116,7 @@ impl Op for Attention {
     }
 
     fn info(&self) -> TractResult<Vec<String>> {
-        Ok(vec![format!("scale={}", self.scale)])
+        Ok(vec![format!("scale={} layer={:?}", self.scale, self.layer)])
     }
 
     op_as_typed_op!();
@@ -108,12 +127,15 @@ struct Dims {
     /// Product of the leading axes (batch x heads).
     groups: usize,
     s: usize,
+    /// Cached keys (0 without a cache input).
+    p: usize,
+    /// All keys: cached and new.
     t: usize,
     dh: usize,
     dv: usize,
 }
 
-fn dims(q: &[usize], k: &[usize], v: &[usize]) -> TractResult<Dims> {
+fn dims(q: &[usize], k: &[usize], v: &[usize], past: Option<&[usize]>) -> TractResult<Dims> {
     let r = q.len();
     ensure!(
         r >= 2 && k.len() == r && v.len() == r && q[..r - 2] == k[..r - 2] && k[..r - 1] == v[..r - 1],
@@ -123,10 +145,27 @@ fn dims(q: &[usize], k: &[usize], v: &[usize]) -> TractResult<Dims> {
         q[r - 1] == k[r - 1],
         "NextwordAttention: q {q:?} and k {k:?} differ in head size"
     );
+    let groups = q[..r - 2].iter().product();
+    let p = match past {
+        None => 0,
+        Some(past) => {
+            ensure!(
+                past.len() == 5
+                    && past[1] == 2
+                    && past[2] == groups
+                    && past[4] == k[r - 1]
+                    && k[r - 1] == v[r - 1],
+                "NextwordAttention: cache {past:?} is not [layers, 2, {groups}, P, {}]",
+                k[r - 1]
+            );
+            past[3]
+        }
+    };
     Ok(Dims {
-        groups: q[..r - 2].iter().product(),
+        groups,
         s: q[r - 2],
-        t: k[r - 2],
+        p,
+        t: p + k[r - 2],
         dh: q[r - 1],
         dv: v[r - 1],
     })
@@ -136,8 +175,28 @@ impl EvalOp for Attention {
     op_out_of_plan!();
 
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        let (q, k, v, bias) = args_4!(inputs);
-        let d = dims(q.shape(), k.shape(), v.shape())?;
+        ensure!(
+            inputs.len() == self.arity(),
+            "NextwordAttention: expected {} inputs, got {}",
+            self.arity(),
+            inputs.len()
+        );
+        let past = inputs.get(4).cloned();
+        let (q, k, v, bias) = (&inputs[0], &inputs[1], &inputs[2], &inputs[3]);
+        let d = dims(
+            q.shape(),
+            k.shape(),
+            v.shape(),
+            past.as_ref().map(|p| p.shape()),
+        )?;
+        let layer = self.layer.unwrap_or(0);
+        if let Some(past) = &past {
+            ensure!(
+                layer < past.shape()[0],
+                "NextwordAttention: layer {layer} of a cache of {}",
+                past.shape()[0]
+            );
+        }
         let mut out_shape: TVec<usize> = q.shape().into();
         *out_shape.last_mut().expect("rank >= 2") = d.dv;
         let mut scores_shape = out_shape.clone();
@@ -150,11 +209,19 @@ impl EvalOp for Attention {
             let k = k.try_as_plain_ram()?;
             let v = v.try_as_plain_ram()?;
             let bias = bias.try_as_plain_ram()?;
+            let past_view = past.as_ref().map(|p| p.try_as_plain_ram()).transpose()?;
+            let past_all = match &past_view {
+                Some(view) => view.as_slice::<f32>()?,
+                None => &[],
+            };
+            // This layer's cached keys, then values: [groups, P, Dh] each.
+            let size = d.groups * d.p * d.dh;
+            let cached = |kind: usize| &past_all[(layer * 2 + kind) * size..][..size];
             let mut out_view = out.try_as_plain_ram_mut()?;
             let tensors = Tensors {
                 q: q.as_slice::<f32>()?,
-                k: k.as_slice::<f32>()?,
-                v: v.as_slice::<f32>()?,
+                k: [cached(0), k.as_slice::<f32>()?],
+                v: [cached(1), v.as_slice::<f32>()?],
                 bias: bias.as_slice::<f32>()?,
                 bias_strides: &bias_strides,
                 shape: &scores_shape,
@@ -167,7 +234,11 @@ impl EvalOp for Attention {
 
 impl TypedOp for Attention {
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
-        ensure!(inputs.len() == 4, "NextwordAttention: expected 4 inputs");
+        ensure!(
+            inputs.len() == self.arity(),
+            "NextwordAttention: expected {} inputs",
+            self.arity()
+        );
         let (q, v) = (&inputs[0].shape, &inputs[2].shape);
         ensure!(
             q.rank() >= 2 && v.rank() == q.rank(),
@@ -183,8 +254,10 @@ impl TypedOp for Attention {
 
 struct Tensors<'a> {
     q: &'a [f32],
-    k: &'a [f32],
-    v: &'a [f32],
+    /// Cached keys `[groups, P, Dh]` (empty without a cache), new keys `[groups, T - P, Dh]`.
+    k: [&'a [f32]; 2],
+    /// The same for values.
+    v: [&'a [f32]; 2],
     bias: &'a [f32],
     /// The bias's strides along the scores' axes (0 where it is broadcast).
     bias_strides: &'a [usize],
@@ -250,8 +323,23 @@ fn attend_with<const FMA: bool>(scale: f32, d: &Dims, x: &Tensors, out: &mut [f3
             rest /= x.shape[axis];
         }
         let bias_group: usize = (0..rank - 2).map(|a| index[a] * x.bias_strides[a]).sum();
-        let keys = &x.k[g * d.t * d.dh..(g + 1) * d.t * d.dh];
-        let values = &x.v[g * d.t * d.dv..(g + 1) * d.t * d.dv];
+        let n = d.t - d.p;
+        let key = |t: usize| -> &[f32] {
+            let (part, row) = if t < d.p {
+                (x.k[0], g * d.p + t)
+            } else {
+                (x.k[1], g * n + t - d.p)
+            };
+            &part[row * d.dh..][..d.dh]
+        };
+        let value = |t: usize| -> &[f32] {
+            let (part, row) = if t < d.p {
+                (x.v[0], g * d.p + t)
+            } else {
+                (x.v[1], g * n + t - d.p)
+            };
+            &part[row * d.dv..][..d.dv]
+        };
         for s in 0..d.s {
             let query = &x.q[(g * d.s + s) * d.dh..(g * d.s + s + 1) * d.dh];
             let bias_row = bias_group + s * x.bias_strides[rank - 2];
@@ -263,8 +351,7 @@ fn attend_with<const FMA: bool>(scale: f32, d: &Dims, x: &Tensors, out: &mut [f3
                 *w = if b < SKIP_BELOW && !all_masked {
                     f32::NEG_INFINITY
                 } else {
-                    let key = &keys[t * d.dh..(t + 1) * d.dh];
-                    dot::<FMA>(query, key) * scale + b
+                    dot::<FMA>(query, key(t)) * scale + b
                 };
                 max = max.max(*w);
             }
@@ -278,8 +365,7 @@ fn attend_with<const FMA: bool>(scale: f32, d: &Dims, x: &Tensors, out: &mut [f3
                 if w == 0.0 {
                     continue;
                 }
-                let value = &values[t * d.dv..(t + 1) * d.dv];
-                for (o, &x) in row.iter_mut().zip(value) {
+                for (o, &x) in row.iter_mut().zip(value(t)) {
                     *o = fmadd::<FMA>(w, x, *o);
                 }
             }
@@ -306,7 +392,7 @@ mod tests {
 
     /// The unfused graph's arithmetic, naively: scores, softmax over all keys, weighted sum.
     fn reference(scale: f32, q: &Tensor, k: &Tensor, v: &Tensor, bias: &Tensor) -> Vec<f32> {
-        let d = dims(q.shape(), k.shape(), v.shape()).unwrap();
+        let d = dims(q.shape(), k.shape(), v.shape(), None).unwrap();
         let r = q.rank();
         let mut scores_shape: TVec<usize> = q.shape().into();
         scores_shape[r - 1] = d.t;
@@ -341,7 +427,7 @@ mod tests {
     }
 
     fn run(scale: f32, q: Tensor, k: Tensor, v: Tensor, bias: Tensor) -> Vec<f32> {
-        let out = Attention { scale }
+        let out = Attention { scale, layer: None }
             .eval(
                 &EvalContext::out_of_plan(),
                 tvec![q.into(), k.into(), v.into(), bias.into()],
@@ -386,12 +472,15 @@ mod tests {
         let k = Tensor::zero::<f32>(&[1, 2, 4, 6]).unwrap();
         let v = Tensor::zero::<f32>(&[1, 2, 4, 8]).unwrap();
         let bias = Tensor::zero::<f32>(&[3, 4]).unwrap();
-        let err = Attention { scale: 1.0 }
-            .eval(
-                &EvalContext::out_of_plan(),
-                tvec![q.into(), k.into(), v.into(), bias.into()],
-            )
-            .unwrap_err();
+        let err = Attention {
+            scale: 1.0,
+            layer: None,
+        }
+        .eval(
+            &EvalContext::out_of_plan(),
+            tvec![q.into(), k.into(), v.into(), bias.into()],
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("head size"), "{err}");
     }
 }

@@ -2,7 +2,10 @@
 //! (`training/export.py`) that become one nextword op each.
 //!
 //! * attention, six nodes per layer -> [`NextwordAttention`](super::attention);
-//! * rotary embedding, seven nodes per layer -> [`NextwordRope`](super::rope).
+//! * rotary embedding, seven nodes per layer -> [`NextwordRope`](super::rope);
+//! * the KV cache: the attention reads each layer's cached keys and values in place, and
+//!   one [`NextwordKvPresent`](super::kv_present) builds the extended cache (six nodes per
+//!   layer and a final concatenation fewer).
 //!
 //! Each pattern matches only as written below, with every intermediate value used once
 //! (so nothing else reads what the fused op no longer computes); anything else is left as
@@ -21,13 +24,20 @@ use tract_onnx::pb::{AttributeProto, GraphProto, NodeProto, TensorProto};
 pub struct Fused {
     pub attention: usize,
     pub rope: usize,
+    /// Layers whose cache the attention reads in place (all or none).
+    pub kv_cache: usize,
 }
 
 /// Rewrites `graph` in place.
 pub fn fuse(graph: &mut GraphProto) -> Fused {
     let attention = rewrite(graph, match_attention);
     let rope = rewrite(graph, match_rope);
-    Fused { attention, rope }
+    let kv_cache = fuse_kv_cache(graph);
+    Fused {
+        attention,
+        rope,
+        kv_cache,
+    }
 }
 
 /// A match: the nodes it replaces (by index) and the node that replaces them, placed where
@@ -44,18 +54,22 @@ struct View<'a> {
     producer: HashMap<&'a str, usize>,
     /// How many node inputs and graph outputs read each value.
     uses: HashMap<&'a str, usize>,
+    /// The nodes reading each value.
+    consumers: HashMap<&'a str, Vec<usize>>,
 }
 
 impl<'a> View<'a> {
     fn new(graph: &'a GraphProto) -> Self {
         let mut producer = HashMap::new();
         let mut uses: HashMap<&str, usize> = HashMap::new();
+        let mut consumers: HashMap<&str, Vec<usize>> = HashMap::new();
         for (i, node) in graph.node.iter().enumerate() {
             for out in &node.output {
                 producer.insert(out.as_str(), i);
             }
             for input in &node.input {
                 *uses.entry(input.as_str()).or_default() += 1;
+                consumers.entry(input.as_str()).or_default().push(i);
             }
         }
         for out in &graph.output {
@@ -65,6 +79,7 @@ impl<'a> View<'a> {
             graph,
             producer,
             uses,
+            consumers,
         }
     }
 
@@ -95,6 +110,18 @@ impl<'a> View<'a> {
             ([], raw) => Some(f32::from_le_bytes(raw.try_into().ok()?)),
             _ => None,
         }
+    }
+
+    /// Whether `node` is `Slice(data, start, end, axis)` with one-element constant bounds.
+    fn is_slice(&self, node: &NodeProto, data: &str, start: i64, end: i64, axis: i64) -> bool {
+        let bound = |i: usize| node.input.get(i).and_then(|x| self.scalar_i64(x));
+        node.op_type == "Slice"
+            && node.domain.is_empty()
+            && node.input.len() == 4
+            && node.input[0] == data
+            && bound(1) == Some(start)
+            && bound(2) == Some(end)
+            && bound(3) == Some(axis)
     }
 
     /// An initializer holding one i64.
@@ -149,6 +176,155 @@ fn rewrite(graph: &mut GraphProto, matcher: fn(&View, usize) -> Option<Match>) -
         .filter_map(|(i, node)| replacement.remove(&i).or((!removed[i]).then_some(node)))
         .collect();
     count
+}
+
+/// The export's cache plumbing, after [`match_attention`] (see the module doc of
+/// [`super::kv_present`]). For each layer `l`, with `past_kv` a graph input:
+///
+/// ```text
+/// kv_all = Concat(Squeeze(Slice(past_kv, l, l+1, 0), 0), Concat(k, v, axis 0), axis 2)
+/// NextwordAttention(q, Slice(kv_all, 0, 1, 0), Slice(kv_all, 1, 2, 0), bias)
+/// present_kv = Concat(Unsqueeze(kv_all_0, 0), .., Unsqueeze(kv_all_L-1, 0), axis 0)
+/// ```
+///
+/// becomes `NextwordAttention(q, k, v, bias, past_kv; layer l)` and
+/// `present_kv = NextwordKvPresent(past_kv, k_0, v_0, ..)`. Every layer must match, or
+/// nothing changes. Returns the number of layers.
+fn fuse_kv_cache(graph: &mut GraphProto) -> usize {
+    let Some((remove, attention, present)) = match_kv_cache(&View::new(graph)) else {
+        return 0;
+    };
+    let layers = attention.len();
+    for (i, node) in attention {
+        graph.node[i] = node;
+    }
+    let last = *remove.iter().max().expect("a match removes nodes");
+    let nodes = std::mem::take(&mut graph.node);
+    graph.node = nodes
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, node)| {
+            if i == last {
+                Some(present.clone())
+            } else {
+                (!remove.contains(&i)).then_some(node)
+            }
+        })
+        .collect();
+    layers
+}
+
+/// The match of [`fuse_kv_cache`]: nodes to remove, rewritten attention nodes by index, and
+/// the `NextwordKvPresent` node (placed where the final concatenation was).
+type KvMatch = (Vec<usize>, Vec<(usize, NodeProto)>, NodeProto);
+
+fn match_kv_cache(view: &View) -> Option<KvMatch> {
+    let present_name = view.graph.output.iter().find_map(|out| {
+        let &i = view.producer.get(out.name.as_str())?;
+        let node = &view.graph.node[i];
+        (node.op_type == "Concat" && attr(node, "axis").map(|a| a.i) == Some(0))
+            .then_some(&out.name)
+    })?;
+    let &concat_i = view.producer.get(present_name.as_str())?;
+    let concat = &view.graph.node[concat_i];
+    let mut remove = vec![concat_i];
+    let mut attention = Vec::new();
+    let mut present_inputs = Vec::new();
+    for (l, layer_present) in concat.input.iter().enumerate() {
+        let l = l as i64;
+        let (unsqueeze_i, unsqueeze) = view.sole(layer_present, "Unsqueeze")?;
+        if unsqueeze.input.len() != 2 || view.scalar_i64(&unsqueeze.input[1]) != Some(0) {
+            return None;
+        }
+        let kv_all = &unsqueeze.input[0];
+        let &kv_all_i = view.producer.get(kv_all.as_str())?;
+        let kv_concat = &view.graph.node[kv_all_i];
+        if kv_concat.op_type != "Concat"
+            || attr(kv_concat, "axis").map(|a| a.i) != Some(2)
+            || kv_concat.input.len() != 2
+            || view.uses.get(kv_all.as_str()) != Some(&3)
+        {
+            return None;
+        }
+        let (squeeze_i, squeeze) = view.sole(&kv_concat.input[0], "Squeeze")?;
+        if squeeze.input.len() != 2 || view.scalar_i64(&squeeze.input[1]) != Some(0) {
+            return None;
+        }
+        let (past_slice_i, past_slice) = view.sole(&squeeze.input[0], "Slice")?;
+        let past = &past_slice.input[0];
+        if !view.graph.input.iter().any(|x| &x.name == past)
+            || !view.is_slice(past_slice, past, l, l + 1, 0)
+        {
+            return None;
+        }
+        let (new_i, new) = view.sole(&kv_concat.input[1], "Concat")?;
+        if attr(new, "axis").map(|a| a.i) != Some(0) || new.input.len() != 2 {
+            return None;
+        }
+        // kv_all's other two readers: the key and value slices of one attention node.
+        let slices: Vec<usize> = view.consumers[kv_all.as_str()]
+            .iter()
+            .copied()
+            .filter(|&i| i != unsqueeze_i)
+            .collect();
+        let [a, b] = slices[..] else { return None };
+        let (k_slice_i, v_slice_i) = if view.is_slice(&view.graph.node[a], kv_all, 0, 1, 0) {
+            (a, b)
+        } else {
+            (b, a)
+        };
+        let (k_slice, v_slice) = (&view.graph.node[k_slice_i], &view.graph.node[v_slice_i]);
+        if !view.is_slice(k_slice, kv_all, 0, 1, 0) || !view.is_slice(v_slice, kv_all, 1, 2, 0) {
+            return None;
+        }
+        let readers = |node: &NodeProto| view.consumers.get(node.output[0].as_str()).cloned();
+        let (k_readers, v_readers) = (readers(k_slice)?, readers(v_slice)?);
+        let [attention_i] = k_readers[..] else {
+            return None;
+        };
+        let node = &view.graph.node[attention_i];
+        if v_readers != [attention_i]
+            || node.op_type != "NextwordAttention"
+            || node.input.len() != 4
+            || node.input[1] != k_slice.output[0]
+            || node.input[2] != v_slice.output[0]
+        {
+            return None;
+        }
+        let mut fused = node.clone();
+        fused.input[1] = new.input[0].clone();
+        fused.input[2] = new.input[1].clone();
+        fused.input.push(past.clone());
+        fused.attribute.push(AttributeProto {
+            name: "layer".into(),
+            r#type: AttributeType::Int as i32,
+            i: l,
+            ..Default::default()
+        });
+        attention.push((attention_i, fused));
+        present_inputs.extend(new.input.iter().cloned());
+        remove.extend([
+            unsqueeze_i,
+            kv_all_i,
+            squeeze_i,
+            past_slice_i,
+            new_i,
+            k_slice_i,
+            v_slice_i,
+        ]);
+    }
+    let past = attention.first()?.1.input[4].clone();
+    if attention.iter().any(|(_, node)| node.input[4] != past) {
+        return None;
+    }
+    let present = NodeProto {
+        name: format!("{present_name}.kv_present"),
+        op_type: "NextwordKvPresent".into(),
+        input: std::iter::once(past).chain(present_inputs).collect(),
+        output: vec![present_name.clone()],
+        ..Default::default()
+    };
+    Some((remove, attention, present))
 }
 
 /// `a = MatMul(Softmax(Add(Mul(MatMul(q, Transpose(k, perm [0,1,3,2])), scale), bias),
@@ -339,11 +515,11 @@ mod tests {
             .unwrap()
     }
 
-    /// Every layer's attention and rotary embedding is fused, and the fused graph computes
-    /// what the export's graph computes, to float rounding (other summation orders). Run with
-    /// tract's MatMulNBits, whose activations stay float: with W4A8 a rounding difference
-    /// can move an activation to the next int8 level, which on the bundled model moved
-    /// logits by up to 0.4% of their range (the same suggestions).
+    /// Every layer's attention, rotary embedding and cache plumbing is fused, and the fused
+    /// graph computes what the export's graph computes, to float rounding (other summation
+    /// orders). Run with tract's MatMulNBits, whose activations stay float: with W4A8 a
+    /// rounding difference can move an activation to the next int8 level, which on the
+    /// bundled model moved logits by up to 0.4% of their range (the same suggestions).
     #[test]
     fn fuses_every_layer_and_keeps_the_outputs() {
         for bundle in ["fixture", "en"] {
@@ -356,13 +532,14 @@ mod tests {
                 counts,
                 Fused {
                     attention: layers,
-                    rope: layers
+                    rope: layers,
+                    kv_cache: layers,
                 },
                 "{bundle}"
             );
             assert_eq!(
                 fused.graph.as_ref().unwrap().node.len(),
-                before - layers * (5 + 6),
+                before - layers * (5 + 6 + 7),
                 "{bundle}"
             );
             let want = run(&proto, &manifest, MatMulImpl::TractBuiltin);

@@ -21,6 +21,7 @@
 pub mod attention;
 pub mod fusion;
 pub mod gather_block_quantized;
+pub mod kv_present;
 pub mod matmul_nbits;
 pub mod rope;
 
@@ -94,6 +95,8 @@ pub fn register(onnx: &mut Onnx, imp: MatMulImpl) {
     onnx.op_register
         .insert("NextwordAttention", attention::nextword_attention);
     onnx.op_register.insert("NextwordRope", rope::nextword_rope);
+    onnx.op_register
+        .insert("NextwordKvPresent", kv_present::nextword_kv_present);
     match imp {
         MatMulImpl::Nextword => {
             onnx.op_register
