@@ -27,7 +27,7 @@ use tract_onnx::pb::NodeProto;
 use tract_onnx::tract_core::{as_op, op_as_typed_op, op_out_of_plan};
 use tract_onnx::tract_hir::internal::*;
 
-use super::broadcast_strides;
+use super::{broadcast_strides, f32_rules, wire_itself};
 
 /// Biases below this mark masked keys (the export uses -1e9).
 pub const SKIP_BELOW: f32 = -1e8;
@@ -82,12 +82,7 @@ impl Expansion for Attention {
         inputs: &'p [TensorProxy],
         outputs: &'p [TensorProxy],
     ) -> InferenceResult {
-        check_input_arity(inputs, self.arity())?;
-        check_output_arity(outputs, 1)?;
-        for input in inputs {
-            s.equals(&input.datum_type, f32::datum_type())?;
-        }
-        s.equals(&outputs[0].datum_type, f32::datum_type())?;
+        f32_rules(s, inputs, outputs, self.arity())?;
         s.equals(&inputs[0].rank, &inputs[1].rank)?;
         s.equals(&inputs[0].rank, &inputs[2].rank)?;
         s.equals(&inputs[0].rank, &outputs[0].rank)?;
@@ -100,14 +95,7 @@ impl Expansion for Attention {
         })
     }
 
-    fn wire(
-        &self,
-        prefix: &str,
-        model: &mut TypedModel,
-        inputs: &[OutletId],
-    ) -> TractResult<TVec<OutletId>> {
-        model.wire_node(prefix, *self, inputs)
-    }
+    wire_itself!();
 }
 
 impl Op for Attention {
@@ -380,15 +368,8 @@ fn attend_with<const FMA: bool>(scale: f32, d: &Dims, x: &Tensors, out: &mut [f3
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ops::floats;
     use proptest::prelude::*;
-
-    fn floats(t: &Tensor) -> Vec<f32> {
-        t.try_as_plain_ram()
-            .unwrap()
-            .as_slice::<f32>()
-            .unwrap()
-            .to_vec()
-    }
 
     /// The unfused graph's arithmetic, naively: scores, softmax over all keys, weighted sum.
     fn reference(scale: f32, q: &Tensor, k: &Tensor, v: &Tensor, bias: &Tensor) -> Vec<f32> {

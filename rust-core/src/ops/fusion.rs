@@ -160,6 +160,12 @@ fn rewrite(graph: &mut GraphProto, matcher: fn(&View, usize) -> Option<Match>) -
             .collect()
     };
     let count = matches.len();
+    apply(graph, matches);
+    count
+}
+
+/// Removes each match's nodes and puts its node where the last of them was.
+fn apply(graph: &mut GraphProto, matches: Vec<Match>) {
     let mut replacement: HashMap<usize, NodeProto> = HashMap::new();
     let mut removed = vec![false; graph.node.len()];
     for m in matches {
@@ -175,7 +181,6 @@ fn rewrite(graph: &mut GraphProto, matcher: fn(&View, usize) -> Option<Match>) -
         .enumerate()
         .filter_map(|(i, node)| replacement.remove(&i).or((!removed[i]).then_some(node)))
         .collect();
-    count
 }
 
 /// The export's cache plumbing, after [`match_attention`] (see the module doc of
@@ -191,32 +196,20 @@ fn rewrite(graph: &mut GraphProto, matcher: fn(&View, usize) -> Option<Match>) -
 /// `present_kv = NextwordKvPresent(past_kv, k_0, v_0, ..)`. Every layer must match, or
 /// nothing changes. Returns the number of layers.
 fn fuse_kv_cache(graph: &mut GraphProto) -> usize {
-    let Some((remove, attention, present)) = match_kv_cache(&View::new(graph)) else {
+    let Some((attention, present)) = match_kv_cache(&View::new(graph)) else {
         return 0;
     };
     let layers = attention.len();
     for (i, node) in attention {
         graph.node[i] = node;
     }
-    let last = *remove.iter().max().expect("a match removes nodes");
-    let nodes = std::mem::take(&mut graph.node);
-    graph.node = nodes
-        .into_iter()
-        .enumerate()
-        .filter_map(|(i, node)| {
-            if i == last {
-                Some(present.clone())
-            } else {
-                (!remove.contains(&i)).then_some(node)
-            }
-        })
-        .collect();
+    apply(graph, vec![present]);
     layers
 }
 
-/// The match of [`fuse_kv_cache`]: nodes to remove, rewritten attention nodes by index, and
-/// the `NextwordKvPresent` node (placed where the final concatenation was).
-type KvMatch = (Vec<usize>, Vec<(usize, NodeProto)>, NodeProto);
+/// The match of [`fuse_kv_cache`]: rewritten attention nodes by index, and the plumbing's
+/// nodes replaced by the `NextwordKvPresent` node (placed where the final concatenation was).
+type KvMatch = (Vec<(usize, NodeProto)>, Match);
 
 fn match_kv_cache(view: &View) -> Option<KvMatch> {
     let present_name = view.graph.output.iter().find_map(|out| {
@@ -317,14 +310,14 @@ fn match_kv_cache(view: &View) -> Option<KvMatch> {
     if attention.iter().any(|(_, node)| node.input[4] != past) {
         return None;
     }
-    let present = NodeProto {
+    let node = NodeProto {
         name: format!("{present_name}.kv_present"),
         op_type: "NextwordKvPresent".into(),
         input: std::iter::once(past).chain(present_inputs).collect(),
         output: vec![present_name.clone()],
         ..Default::default()
     };
-    Some((remove, attention, present))
+    Some((attention, Match { remove, node }))
 }
 
 /// `a = MatMul(Softmax(Add(Mul(MatMul(q, Transpose(k, perm [0,1,3,2])), scale), bias),
@@ -455,15 +448,7 @@ mod tests {
     use tract_onnx::prelude::*;
 
     use super::*;
-    use crate::ops::{onnx_framework, MatMulImpl};
-
-    fn floats(t: &Tensor) -> Vec<f32> {
-        t.try_as_plain_ram()
-            .unwrap()
-            .as_slice::<f32>()
-            .unwrap()
-            .to_vec()
-    }
+    use crate::ops::{floats, onnx_framework, MatMulImpl};
 
     fn decode(bundle: &str) -> (tract_onnx::pb::ModelProto, serde_json::Value) {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -16,6 +16,8 @@ use tract_onnx::pb::NodeProto;
 use tract_onnx::tract_core::{as_op, op_as_typed_op, op_out_of_plan};
 use tract_onnx::tract_hir::internal::*;
 
+use super::{f32_rules, wire_itself};
+
 /// ONNX builder registered as `NextwordKvPresent` (a node only [`super::fusion`] writes).
 pub fn nextword_kv_present(
     _ctx: &ParsingContext,
@@ -62,26 +64,14 @@ impl Expansion for KvPresent {
         inputs: &'p [TensorProxy],
         outputs: &'p [TensorProxy],
     ) -> InferenceResult {
-        check_input_arity(inputs, 1 + 2 * self.layers)?;
-        check_output_arity(outputs, 1)?;
-        for input in inputs {
-            s.equals(&input.datum_type, f32::datum_type())?;
-        }
-        s.equals(&outputs[0].datum_type, f32::datum_type())?;
+        f32_rules(s, inputs, outputs, 1 + 2 * self.layers)?;
         s.given_2(&inputs[0].shape, &inputs[1].shape, move |s, past, new| {
             let shape = present_shape(&past, &new)?;
             s.equals(&outputs[0].shape, ShapeFactoid::from(shape))
         })
     }
 
-    fn wire(
-        &self,
-        prefix: &str,
-        model: &mut TypedModel,
-        inputs: &[OutletId],
-    ) -> TractResult<TVec<OutletId>> {
-        model.wire_node(prefix, *self, inputs)
-    }
+    wire_itself!();
 }
 
 impl Op for KvPresent {

@@ -30,8 +30,11 @@ use std::str::FromStr;
 
 use tract_onnx::model::ParsingContext;
 use tract_onnx::pb::NodeProto;
-use tract_onnx::prelude::{TractResult, TypedModel};
+use tract_onnx::prelude::{Datum, TractResult, TypedModel};
 use tract_onnx::tract_hir::infer::InferenceOp;
+use tract_onnx::tract_hir::internal::{
+    check_input_arity, check_output_arity, InferenceResult, Solver, TensorProxy,
+};
 use tract_onnx::Onnx;
 
 use crate::kernels::Q4Kernel;
@@ -136,6 +139,46 @@ pub(crate) fn broadcast_strides(from: &[usize], to: &[usize]) -> TractResult<Vec
         stride *= dim;
     }
     Ok(strides)
+}
+
+/// The inference rules every fused op shares: `arity` inputs, one output, all f32.
+pub(crate) fn f32_rules<'r, 'p: 'r>(
+    s: &mut Solver<'r>,
+    inputs: &'p [TensorProxy],
+    outputs: &'p [TensorProxy],
+    arity: usize,
+) -> InferenceResult {
+    check_input_arity(inputs, arity)?;
+    check_output_arity(outputs, 1)?;
+    for input in inputs {
+        s.equals(&input.datum_type, f32::datum_type())?;
+    }
+    s.equals(&outputs[0].datum_type, f32::datum_type())
+}
+
+/// `Expansion::wire` of a fused op that is its own typed op (it expands to itself).
+macro_rules! wire_itself {
+    () => {
+        fn wire(
+            &self,
+            prefix: &str,
+            model: &mut TypedModel,
+            inputs: &[OutletId],
+        ) -> TractResult<TVec<OutletId>> {
+            model.wire_node(prefix, *self, inputs)
+        }
+    };
+}
+use wire_itself;
+
+#[cfg(test)]
+/// A plain f32 tensor's values.
+pub(crate) fn floats(t: &tract_onnx::prelude::Tensor) -> Vec<f32> {
+    t.try_as_plain_ram()
+        .unwrap()
+        .as_slice::<f32>()
+        .unwrap()
+        .to_vec()
 }
 
 /// What tract-onnx's registry maps an op name to.

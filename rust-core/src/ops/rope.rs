@@ -15,7 +15,7 @@ use tract_onnx::pb::NodeProto;
 use tract_onnx::tract_core::{as_op, op_as_typed_op, op_out_of_plan};
 use tract_onnx::tract_hir::internal::*;
 
-use super::broadcast_strides;
+use super::{broadcast_strides, f32_rules, wire_itself};
 
 /// ONNX builder registered as `NextwordRope` (a node only [`super::fusion`] writes).
 pub fn nextword_rope(
@@ -49,23 +49,11 @@ impl Expansion for Rope {
         inputs: &'p [TensorProxy],
         outputs: &'p [TensorProxy],
     ) -> InferenceResult {
-        check_input_arity(inputs, 3)?;
-        check_output_arity(outputs, 1)?;
-        for input in inputs {
-            s.equals(&input.datum_type, f32::datum_type())?;
-        }
-        s.equals(&outputs[0].datum_type, f32::datum_type())?;
+        f32_rules(s, inputs, outputs, 3)?;
         s.equals(&inputs[0].shape, &outputs[0].shape)
     }
 
-    fn wire(
-        &self,
-        prefix: &str,
-        model: &mut TypedModel,
-        inputs: &[OutletId],
-    ) -> TractResult<TVec<OutletId>> {
-        model.wire_node(prefix, *self, inputs)
-    }
+    wire_itself!();
 }
 
 impl Op for Rope {
@@ -146,15 +134,8 @@ impl TypedOp for Rope {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ops::floats;
     use proptest::prelude::*;
-
-    fn floats(t: &Tensor) -> Vec<f32> {
-        t.try_as_plain_ram()
-            .unwrap()
-            .as_slice::<f32>()
-            .unwrap()
-            .to_vec()
-    }
 
     proptest! {
         /// Bit-identical to the unfused graph's arithmetic (same products, same order of
