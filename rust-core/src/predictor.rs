@@ -601,10 +601,14 @@ impl Predictor {
             // A beam only loses probability as it grows: one already below the max-th finished
             // word can never enter the result.
             for beam in &live {
-                // Blocked words are left out here, not after the search, so that they do not
-                // raise the floor below which beams are pruned: a strip of `max` shown words
-                // costs the same search with a blocklist as without.
-                if beam.covered == typed.len() && self.personal.may_show(&beam.text) {
+                // Blocked words (and forms no word is written in) are left out here, not after
+                // the search, so that they do not raise the floor below which beams are
+                // pruned: a strip of `max` shown words costs the same search with a blocklist
+                // as without.
+                if beam.covered == typed.len()
+                    && self.personal.may_show(&beam.text)
+                    && self.personal.plausible_form(&beam.text)
+                {
                     finished.push(Found {
                         text: beam.text.clone(),
                         logp: beam.logp + ctx.tree[&beam.path].end_logp,

@@ -80,6 +80,26 @@ fn completions_extend_the_typed_prefix() {
 }
 
 #[test]
+fn completions_are_written_as_words() {
+    // Prefixes no likely word starts with: the search's best pieces made "tMRW" and "TMRwise"
+    // of "tmrw" before forms no word is written in were left out.
+    for b in bundles() {
+        let p = open(&b);
+        for text in ["see you tmrw", "hello xqz", "I love qwrt", "ok grr"] {
+            let s = p.suggest(text, 5).unwrap();
+            for x in s.iter().filter(|x| x.kind == SuggestionKind::Completion) {
+                let mut letters = x.text.chars().filter(|c| c.is_alphabetic());
+                let first_lower = letters.next().is_some_and(char::is_lowercase);
+                let rest: Vec<char> = letters.collect();
+                let upper = rest.iter().any(|c| c.is_uppercase());
+                let lower = rest.iter().any(|c| c.is_lowercase());
+                assert!(!(upper && (lower || first_lower)), "{x:?} for {text:?}");
+            }
+        }
+    }
+}
+
+#[test]
 fn casing_follows_the_text() {
     let p = open(&fixture());
     // Sentence start: capitalised next words.

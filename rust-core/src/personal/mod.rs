@@ -119,6 +119,8 @@ struct Lexicon {
     words: Vec<(Vec<char>, String)>,
     /// The folded words, for "does any word start with this?".
     sorted: BTreeSet<String>,
+    /// The words written in a casing [`regular_casing`] rejects ("iPad", "McCarthy").
+    irregular: HashSet<String>,
 }
 
 fn english_lexicon() -> &'static Lexicon {
@@ -130,7 +132,17 @@ fn english_lexicon() -> &'static Lexicon {
             .map(|w| (key(w).chars().collect(), w.to_string()))
             .collect();
         let sorted = words.iter().map(|(k, _)| k.iter().collect()).collect();
-        Lexicon { words, sorted }
+        let irregular = words
+            .iter()
+            .map(|(_, w)| w)
+            .filter(|w| !regular_casing(w))
+            .cloned()
+            .collect();
+        Lexicon {
+            words,
+            sorted,
+            irregular,
+        }
     })
 }
 
@@ -143,6 +155,21 @@ fn english_offensive() -> &'static HashSet<String> {
             .map(key)
             .collect()
     })
+}
+
+/// All lower case, capitalised ("Paris", "I'm") or all capitals ("NASA"), letters only
+/// counted: the casings a word has unless it is a name like "iPad" or "McCarthy".
+fn regular_casing(word: &str) -> bool {
+    let mut letters = word.chars().filter(|c| c.is_alphabetic());
+    let Some(first) = letters.next() else {
+        return true;
+    };
+    let (mut upper, mut lower) = (false, false);
+    for c in letters {
+        upper |= c.is_uppercase();
+        lower |= c.is_lowercase();
+    }
+    !(upper && (lower || first.is_lowercase()))
 }
 
 fn has_prefix(set: &BTreeSet<String>, prefix: &str) -> bool {
@@ -470,6 +497,21 @@ impl Personal {
     /// Whether `word` may be shown: not blocked (by the user or the default list).
     pub fn may_show(&self, word: &str) -> bool {
         !self.is_blocked(&self.user(), &key(word))
+    }
+
+    /// Whether the model's `word` is written as a word is: in a [`regular_casing`], or exactly
+    /// as the word list or the user writes it. The search assembles words from pieces, and
+    /// for a prefix no likely word starts with, its best few were forms like "tMRW" and
+    /// "TMRwise" (typed "tmrw").
+    pub fn plausible_form(&self, word: &str) -> bool {
+        regular_casing(word)
+            || self.lexicon.is_some_and(|lex| lex.irregular.contains(word))
+            || self
+                .user()
+                .data
+                .words
+                .get(&key(word))
+                .is_some_and(|e| e.display == word)
     }
 }
 

@@ -304,3 +304,32 @@ fn words_missing_from_the_word_list_rank_below_listed_ones() {
         "saoirse"
     );
 }
+
+#[test]
+fn only_words_written_as_words_are_plausible() {
+    let p = personal(None, false);
+    for word in [
+        "paris", "Paris", "NASA", "I'm", "don't", "e-mail", "2nd", "café", "Ça", "日本",
+    ] {
+        assert!(p.plausible_form(word), "{word} rejected");
+    }
+    // Irregular casings pass only as the word list writes them.
+    for word in ["iPad", "McCarthy", "YouTube"] {
+        assert!(p.plausible_form(word), "{word} (in the word list) rejected");
+    }
+    for word in [
+        "tMRW",
+        "TMRwise",
+        "yOUTUBE",
+        "Youtube'S",
+        "mcCarthy",
+        "iPAD",
+    ] {
+        assert!(!p.plausible_form(word), "{word} accepted");
+    }
+    // The user's own spelling of a word counts as written.
+    assert!(!p.plausible_form("GitLab"));
+    assert!(p.add_word("GitLab").unwrap());
+    assert!(p.plausible_form("GitLab"));
+    assert!(!p.plausible_form("gITLAB"));
+}
