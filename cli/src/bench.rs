@@ -27,16 +27,26 @@ pub fn run(bundle: &Path, replay: Option<&Path>, iterations: usize, as_json: boo
     let t = Instant::now();
     ours.suggest("", 3)?;
     let first_ms = ms(t);
-    let mut keystrokes = Vec::new();
+    // Keystrokes after a space (the next word: a fresh word search) cost more than those
+    // inside a word (mostly the tree the previous keystroke decoded): both kinds are kept
+    // apart too, so a change to one shows.
+    let (mut keystrokes, mut next_word, mut in_word) = (Vec::new(), Vec::new(), Vec::new());
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         for (i, c) in line.char_indices() {
             let typed = &line[..i + c.len_utf8()];
             let t = Instant::now();
             ours.suggest(typed, 3)?;
-            keystrokes.push(ms(t));
+            let elapsed = ms(t);
+            keystrokes.push(elapsed);
+            if c.is_whitespace() {
+                next_word.push(elapsed);
+            } else {
+                in_word.push(elapsed);
+            }
         }
     }
     let peak_rss_mb = peak_rss_mb();
+    let (rss_anon_mb, rss_file_mb) = (status_mb("RssAnon:"), status_mb("RssFile:"));
     // Phase 2: the 20-token forward with both implementations, interleaved.
     let builtin = Predictor::open(
         bundle,
@@ -61,7 +71,9 @@ pub fn run(bundle: &Path, replay: Option<&Path>, iterations: usize, as_json: boo
         f_builtin.push(ms(t));
     }
     let (fo, fb) = (median(&mut f_ours), median(&mut f_builtin));
-    keystrokes.sort_by(f64::total_cmp);
+    for v in [&mut keystrokes, &mut next_word, &mut in_word] {
+        v.sort_by(f64::total_cmp);
+    }
     let p = |q: f64| pct(&keystrokes, q);
     let kernel = nextword_core::kernels::select().name();
     if as_json {
@@ -71,7 +83,9 @@ pub fn run(bundle: &Path, replay: Option<&Path>, iterations: usize, as_json: boo
                    "forward20_ms": {"nextword": fo, "tract_builtin": fb},
                    "keystroke_p50_ms": p(50.0), "keystroke_p95_ms": p(95.0), "keystroke_p99_ms": p(99.0),
                    "keystroke_max_ms": keystrokes.last().copied().unwrap_or(0.0), "keystrokes": keystrokes.len(),
-                   "peak_rss_mb": peak_rss_mb, "kernel": kernel, "threads": 1})
+                   "next_word_keystroke_p50_ms": pct(&next_word, 50.0), "next_word_keystroke_p95_ms": pct(&next_word, 95.0),
+                   "in_word_keystroke_p50_ms": pct(&in_word, 50.0), "in_word_keystroke_p95_ms": pct(&in_word, 95.0),
+                   "peak_rss_mb": peak_rss_mb, "rss_anon_mb": rss_anon_mb, "rss_file_mb": rss_file_mb, "kernel": kernel, "threads": 1})
         );
     } else {
         println!("bundle                 {}", bundle.display());
@@ -89,11 +103,25 @@ pub fn run(bundle: &Path, replay: Option<&Path>, iterations: usize, as_json: boo
             p(99.0),
             keystrokes.last().copied().unwrap_or(0.0)
         );
+        for (name, v) in [("after a space", &next_word), ("inside a word", &in_word)] {
+            println!(
+                "  {name} ({:>5}) p50 {:.2} ms   p95 {:.2} ms",
+                v.len(),
+                pct(v, 50.0),
+                pct(v, 95.0)
+            );
+        }
         match peak_rss_mb {
             Some(mb) => println!(
                 "peak RSS               {mb:.1} MB (before the comparison model was loaded)"
             ),
             None => println!("peak RSS               not available on this OS"),
+        }
+        if let (Some(anon), Some(file)) = (rss_anon_mb, rss_file_mb) {
+            println!(
+                "  after typing: {anon:.1} MB private (heap), {file:.1} MB mapped from files \
+                 (code: clean pages, which iOS's extension memory limit does not count)"
+            );
         }
     }
     Ok(())
@@ -118,8 +146,13 @@ fn pct(sorted: &[f64], q: f64) -> f64 {
 
 /// Peak resident set size of this process (Linux and Android: VmHWM).
 pub(crate) fn peak_rss_mb() -> Option<f64> {
+    status_mb("VmHWM:")
+}
+
+/// A kB figure of `/proc/self/status` (Linux and Android), in MB.
+fn status_mb(field: &str) -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb / 1024.0)
 }
