@@ -62,9 +62,14 @@ PY
 # ---- build and run ----
 cd fuzz
 tb=$(date +%s)
-for t in $targets; do # cargo fuzz builds one named target per call
-  nice -n "$nice_level" cargo +nightly fuzz build -O "$t"
-done
+if [ -z "${FUZZ_TARGETS:-}" ]; then
+  # No name: one cargo call builds every target, compiling and linking them in parallel.
+  nice -n "$nice_level" cargo +nightly fuzz build -O
+else
+  for t in $targets; do # a named target per call
+    nice -n "$nice_level" cargo +nightly fuzz build -O "$t"
+  done
+fi
 echo "fuzz: targets built in $(( $(date +%s) - tb )) s"
 summary=""
 status=0
