@@ -101,7 +101,9 @@ impl LanguageModel {
                 fused.rope
             );
         }
+        let t = std::time::Instant::now();
         let mut model = onnx.model_for_proto_model(&proto).map_err(Error::model)?;
+        log::debug!("parsed in {:?}", t.elapsed());
         drop(proto);
         let s = model.symbols.sym("S");
         let p = model.symbols.sym("P");
@@ -126,10 +128,12 @@ impl LanguageModel {
         for (i, f) in facts.into_iter().enumerate() {
             model.set_input_fact(i, f).map_err(Error::model)?;
         }
-        let typed = model
-            .into_typed()
-            .and_then(|m| m.into_optimized())
-            .map_err(Error::model)?;
+        let t = std::time::Instant::now();
+        let typed = model.into_typed().map_err(Error::model)?;
+        log::debug!("typed in {:?}", t.elapsed());
+        let t = std::time::Instant::now();
+        let typed = typed.into_optimized().map_err(Error::model)?;
+        log::debug!("optimized in {:?}", t.elapsed());
         let logits = typed.output_fact(0).map_err(Error::model)?;
         let found_vocab = logits.shape.last().and_then(|d| d.to_usize().ok());
         if found_vocab != Some(vocab_size) {

@@ -623,7 +623,8 @@ impl Predictor {
             // Candidates as (log-prob, beam, token, typed chars covered); only the best few
             // become beams.
             let mut candidates: Vec<(f32, usize, usize, usize)> = Vec::new();
-            for (j, beam) in live.iter().enumerate() {
+            // A beam at or below the floor has no continuation above it: its scan is skipped.
+            for (j, beam) in live.iter().enumerate().filter(|(_, b)| b.logp > floor) {
                 let lp = &ctx.tree[&beam.path].next_logp;
                 let rest = &typed[beam.covered..];
                 for &t in v.continuations_for(rest) {
