@@ -99,9 +99,15 @@ rows = [
     ("load", f"{r['load_ms']:.1f} ms"),
     (f"keystroke p50 / p95 / p99 / max ({r['keystrokes']})",
      f"{r['keystroke_p50_ms']:.2f} / {r['keystroke_p95_ms']:.2f} / {r['keystroke_p99_ms']:.2f} / {r['keystroke_max_ms']:.2f} ms"),
+    ("  after a space / inside a word: p50, p95",
+     f"{r['next_word_keystroke_p50_ms']:.2f}, {r['next_word_keystroke_p95_ms']:.2f} / "
+     f"{r['in_word_keystroke_p50_ms']:.2f}, {r['in_word_keystroke_p95_ms']:.2f} ms"),
     ("20-token forward nextword / tract built-in",
      f"{fw['nextword']:.2f} / {fw['tract_builtin']:.2f} ms ({fw['tract_builtin'] / fw['nextword']:.2f}x)"),
     ("peak RSS", "n/a" if r["peak_rss_mb"] is None else f"{r['peak_rss_mb']:.1f} MB"),
+    ("  after typing: private (heap) / file-mapped (code)",
+     "n/a" if r.get("rss_anon_mb") is None or r.get("rss_file_mb") is None
+     else f"{r['rss_anon_mb']:.1f} / {r['rss_file_mb']:.1f} MB"),
     ("kernel, threads", f"{r['kernel']}, {r['threads']} (pinned to core {core}, {abi})"),
 ]
 w = max(len(k) for k, _ in rows)

@@ -32,8 +32,14 @@ assert set(r["forward20_ms"]) == {"nextword", "tract_builtin"}
 typed = sum(len(l) for l in open(sys.argv[2]).read().splitlines() if l.strip())
 assert r["keystrokes"] == typed, (r["keystrokes"], typed)
 assert r["keystroke_p50_ms"] <= r["keystroke_p95_ms"] <= r["keystroke_p99_ms"] <= r["keystroke_max_ms"]
+for kind in ["next_word", "in_word"]:
+    p50, p95 = r[f"{kind}_keystroke_p50_ms"], r[f"{kind}_keystroke_p95_ms"]
+    assert 0 < p50 <= p95 <= r["keystroke_max_ms"], (kind, p50, p95)
+assert r["rss_anon_mb"] > 0 and r["rss_file_mb"] > 0
+assert r["rss_anon_mb"] + r["rss_file_mb"] <= r["peak_rss_mb"] + 1
 PY
 grep -q "keystroke p50 / p95 / p99 / max" "$work/table.txt" || fail "table not printed"
+grep -q "after a space / inside a word" "$work/table.txt" || fail "table lacks the keystroke kinds"
 grep -q "pinned to core 0, x86_64" "$work/table.txt" || fail "table lacks the pinning"
 
 expect_refusal() { # message, then the command
