@@ -136,7 +136,13 @@ fn default_blocklist_hides_offensive_words_in_every_casing() {
                 "{text:?}: {s:?}"
             );
             if text == context {
-                assert_eq!(s.len(), raw.len(), "the strip stays full: {s:?}");
+                // The blocked word's slot is refilled when the search has another word to
+                // show (not one below the floor for unlisted words).
+                let others = raw.iter().filter(|x| x.text.to_lowercase() != word).count();
+                assert!(
+                    s.len() >= others,
+                    "the strip keeps the others: {s:?} {raw:?}"
+                );
             }
         }
     }

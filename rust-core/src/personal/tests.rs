@@ -262,6 +262,19 @@ fn corrections_rank_below_a_likely_model_word_and_are_marked() {
     );
     assert_eq!(r[0].word, "tomorrow");
     assert_eq!(r[0].kind, SuggestionKind::Correction);
+    // The model's unlisted "tommorow", far below, is dropped (the predictor shows what was
+    // typed next to a correction); at a likelier share it stays, as a completion.
+    assert_eq!(r.len(), 1, "{r:?}");
+    let r = p.rerank(
+        Candidates {
+            model: vec![("tommorow".into(), (1e-3f32).ln())],
+            corrections: vec![("tomorrow".into(), (0.01f32).ln(), 1.0)],
+        },
+        &chars("tommorow"),
+        None,
+        SuggestionKind::Completion,
+    );
+    assert_eq!(r[0].kind, SuggestionKind::Correction);
     assert_eq!(r[1].kind, SuggestionKind::Completion);
 }
 
@@ -287,6 +300,10 @@ fn words_missing_from_the_word_list_rank_below_listed_ones() {
     };
     assert_eq!(
         ranked(&[("up", 0.5), ("uping", 3e-4), ("upset", 1e-4)], "up"),
+        ["up", "upset"]
+    );
+    assert_eq!(
+        ranked(&[("up", 0.5), ("uping", 0.1), ("upset", 0.04)], "up"),
         ["up", "upset", "uping"]
     );
     // A confident unlisted word keeps its place; one the user wrote is not ranked down.
@@ -332,4 +349,35 @@ fn only_words_written_as_words_are_plausible() {
     assert!(p.add_word("GitLab").unwrap());
     assert!(p.plausible_form("GitLab"));
     assert!(!p.plausible_form("gITLAB"));
+}
+
+#[test]
+fn unlikely_non_words_are_dropped_but_the_best_stays() {
+    let p = personal(None, false);
+    // "supermarketging" is in no list: far below "supermarket", it is left out; a listed word
+    // that unlikely stays.
+    let r = p.rerank(
+        model(&[
+            ("supermarket", 0.006),
+            ("supermarketging", 1e-4),
+            ("supernatural", 1e-5),
+        ]),
+        &chars("supermar"),
+        None,
+        SuggestionKind::Completion,
+    );
+    assert_eq!(texts(&r), ["supermarket", "supernatural"], "{r:?}");
+    // An unlisted word that is the best candidate (a name, a new word) is kept, and so is one
+    // close to it.
+    let r = p.rerank(
+        model(&[
+            ("Zelenskyy", 0.01),
+            ("Zelensky", 0.004),
+            ("Zelenskyyia", 1e-5),
+        ]),
+        &chars("zel"),
+        None,
+        SuggestionKind::Completion,
+    );
+    assert_eq!(texts(&r), ["Zelenskyy", "Zelensky"], "{r:?}");
 }
