@@ -230,6 +230,17 @@ impl Predictor {
             weights_key: None,
             ..config
         };
+        let t = Instant::now();
+        let personal = Personal::open(
+            &PersonalConfig {
+                user_dir: config.user_dir.clone(),
+                incognito: config.incognito,
+                block_offensive: config.block_offensive,
+                typo_correction: config.typo_correction,
+            },
+            &manifest.language,
+        )?;
+        log::debug!("word lists and user store opened in {:?}", t.elapsed());
         log::info!(
             "loaded {} ({} parameters, {} matmul)",
             manifest.model_id,
@@ -237,15 +248,7 @@ impl Predictor {
             config.matmul
         );
         Ok(Predictor {
-            personal: Personal::open(
-                &PersonalConfig {
-                    user_dir: config.user_dir.clone(),
-                    incognito: config.incognito,
-                    block_offensive: config.block_offensive,
-                    typo_correction: config.typo_correction,
-                },
-                &manifest.language,
-            )?,
+            personal,
             lm,
             tokenizer,
             vocab,

@@ -14,7 +14,7 @@ pub mod ngram;
 pub mod store;
 pub mod typo;
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
@@ -121,36 +121,75 @@ const UNKNOWN_WORD_PRIOR: f64 = 0.3;
 const UNKNOWN_WORD_MIN_SHARE: f64 = 0.05;
 
 /// The English word list typo corrections come from (see training/lexicon.py).
+///
+/// Built when the first English predictor opens, so it is part of the load time: one
+/// allocation per word and a sorted index instead of a set of strings (which took ~10 ms of
+/// the ~100 ms load, more than the vocabulary's classification).
 struct Lexicon {
     /// Folded words, most frequent first, with their usual casing.
-    words: Vec<(Vec<char>, String)>,
-    /// The folded words, for "does any word start with this?".
-    sorted: BTreeSet<String>,
+    words: Vec<(Box<[char]>, &'static str)>,
+    /// Indices into `words` in the order of their folded forms, for "is this a word?" and
+    /// "does any word start with this?".
+    sorted: Vec<u32>,
     /// The words written in a casing [`regular_casing`] rejects ("iPad", "McCarthy").
-    irregular: HashSet<String>,
+    irregular: HashSet<&'static str>,
 }
 
-fn english_lexicon() -> &'static Lexicon {
-    static LEXICON: OnceLock<Lexicon> = OnceLock::new();
-    LEXICON.get_or_init(|| {
-        let words: Vec<(Vec<char>, String)> = include_str!("../../data/lexicon-en.txt")
+impl Lexicon {
+    fn new(list: &'static str) -> Lexicon {
+        let words: Vec<(Box<[char]>, &'static str)> = list
             .lines()
             .filter(|l| !l.is_empty())
-            .map(|w| (key(w).chars().collect(), w.to_string()))
+            .map(|w| {
+                let folded = if w.is_ascii() {
+                    w.bytes()
+                        .map(|b| char::from(b.to_ascii_lowercase()))
+                        .collect()
+                } else {
+                    key(w).chars().collect()
+                };
+                (folded, w)
+            })
             .collect();
-        let sorted = words.iter().map(|(k, _)| k.iter().collect()).collect();
+        let mut sorted: Vec<u32> = (0..words.len() as u32).collect();
+        sorted.sort_unstable_by(|&a, &b| words[a as usize].0.cmp(&words[b as usize].0));
         let irregular = words
             .iter()
-            .map(|(_, w)| w)
+            .map(|&(_, w)| w)
             .filter(|w| !regular_casing(w))
-            .cloned()
             .collect();
         Lexicon {
             words,
             sorted,
             irregular,
         }
-    })
+    }
+
+    /// The first folded word, in sorted order, not before `folded` (chars compare in the
+    /// order of a `str`'s bytes).
+    fn first_from(&self, folded: &str) -> Option<&[char]> {
+        let at = self
+            .sorted
+            .partition_point(|&i| self.words[i as usize].0.iter().copied().lt(folded.chars()));
+        self.sorted.get(at).map(|&i| &self.words[i as usize].0[..])
+    }
+
+    fn contains(&self, folded: &str) -> bool {
+        self.first_from(folded)
+            .is_some_and(|w| w.iter().copied().eq(folded.chars()))
+    }
+
+    fn has_prefix(&self, folded: &str) -> bool {
+        self.first_from(folded).is_some_and(|w| {
+            let mut word = w.iter().copied();
+            folded.chars().all(|c| word.next() == Some(c))
+        })
+    }
+}
+
+fn english_lexicon() -> &'static Lexicon {
+    static LEXICON: OnceLock<Lexicon> = OnceLock::new();
+    LEXICON.get_or_init(|| Lexicon::new(include_str!("../../data/lexicon-en.txt")))
 }
 
 fn english_offensive() -> &'static HashSet<String> {
@@ -177,12 +216,6 @@ fn regular_casing(word: &str) -> bool {
         lower |= c.is_lowercase();
     }
     !(upper && (lower || first.is_lowercase()))
-}
-
-fn has_prefix(set: &BTreeSet<String>, prefix: &str) -> bool {
-    set.range(prefix.to_string()..)
-        .next()
-        .is_some_and(|w| w.starts_with(prefix))
 }
 
 /// Settings of the personal stage (part of the predictor's `Config`).
@@ -376,7 +409,7 @@ impl Personal {
             .range(prefix.clone()..)
             .next()
             .is_some_and(|(k, _)| k.starts_with(&prefix));
-        if user_has || has_prefix(&lexicon.sorted, &prefix) {
+        if user_has || lexicon.has_prefix(&prefix) {
             return Vec::new();
         }
         let max = typo::max_cost(typed.len());
@@ -394,7 +427,7 @@ impl Personal {
                 lexicon
                     .words
                     .iter()
-                    .map(|(folded, display)| (folded.as_slice(), display.as_str())),
+                    .map(|(folded, display)| (&folded[..], *display)),
             );
         let mut seen = HashSet::new();
         for (rank, (folded, display)) in words.enumerate() {
@@ -437,9 +470,8 @@ impl Personal {
         let mut out: Vec<Ranked> = Vec::new();
         let mut seen: HashSet<String> = HashSet::new();
         let mut unknown: HashSet<String> = HashSet::new();
-        let known = |k: &str| {
-            self.lexicon.is_none_or(|lex| lex.sorted.contains(k)) || data.words.contains_key(k)
-        };
+        let known =
+            |k: &str| self.lexicon.is_none_or(|lex| lex.contains(k)) || data.words.contains_key(k);
         for (word, logp) in candidates.model {
             let k = key(&word);
             let first = seen.insert(k.clone());

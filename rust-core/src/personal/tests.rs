@@ -381,3 +381,30 @@ fn unlikely_non_words_are_dropped_but_the_best_stays() {
     );
     assert_eq!(texts(&r), ["Zelenskyy", "Zelensky"], "{r:?}");
 }
+
+#[test]
+fn lexicon_lookups_match_a_set_of_its_folded_words() {
+    let lex = Lexicon::new("the\nThe\nthere\nÉcole\nécoles\niPad\nMcCarthy\nzoo\nzebra\nAb\n");
+    let set: std::collections::BTreeSet<String> =
+        lex.words.iter().map(|(k, _)| k.iter().collect()).collect();
+    assert!(set.contains("école") && set.contains("ipad"), "{set:?}");
+    for probe in [
+        "", "t", "th", "the", "ther", "there", "theres", "é", "éc", "école", "écoles", "eco",
+        "ipa", "ipad", "mcc", "z", "zo", "zoo", "zoos", "ze", "a", "ab", "abc", "zz", "ü",
+    ] {
+        let prefix = set
+            .range(probe.to_string()..)
+            .next()
+            .is_some_and(|w| w.starts_with(probe));
+        assert_eq!(
+            lex.contains(probe),
+            set.contains(probe),
+            "contains {probe:?}"
+        );
+        assert_eq!(lex.has_prefix(probe), prefix, "prefix {probe:?}");
+    }
+    assert!(lex.irregular.contains("iPad") && lex.irregular.contains("McCarthy"));
+    assert!(!lex.irregular.contains("École"));
+    // Words come in the list's order (most frequent first), with their casing.
+    assert_eq!(lex.words[3].1, "École");
+}
