@@ -408,3 +408,33 @@ fn lexicon_lookups_match_a_set_of_its_folded_words() {
     // Words come in the list's order (most frequent first), with their casing.
     assert_eq!(lex.words[3].1, "École");
 }
+
+#[test]
+fn the_lexicon_index_is_in_the_order_of_the_words() {
+    let lex = english_lexicon();
+    assert_eq!(lex.sorted.len(), lex.words.len());
+    for pair in lex.sorted.windows(2) {
+        let (a, b) = (
+            &lex.words[pair[0] as usize].0,
+            &lex.words[pair[1] as usize].0,
+        );
+        assert!(a <= b, "{a:?} > {b:?}");
+    }
+    let mixed = [
+        "ab",
+        "a",
+        "aé",
+        "aè",
+        "az",
+        "a\u{0}",
+        "abcdefghij",
+        "abcdefghi",
+        "é",
+        "z",
+    ];
+    let mut by_key: Vec<Vec<char>> = mixed.iter().map(|w| w.chars().collect()).collect();
+    by_key.sort_by(|a, b| sort_key(a).cmp(&sort_key(b)).then_with(|| a.cmp(b)));
+    let mut plain = by_key.clone();
+    plain.sort();
+    assert_eq!(by_key, plain);
+}
