@@ -66,9 +66,16 @@ pub fn capitalize(s: &str) -> String {
     }
 }
 
-/// Lower-cased characters of `s`, for case-insensitive prefix matching.
+/// Lower-cased characters of `s`, for case-insensitive prefix matching. ASCII text (nearly
+/// every word of the English word list, folded at load) skips the Unicode case tables.
 pub fn fold(s: &str) -> Vec<char> {
-    s.chars().flat_map(char::to_lowercase).collect()
+    if s.is_ascii() {
+        s.bytes()
+            .map(|b| char::from(b.to_ascii_lowercase()))
+            .collect()
+    } else {
+        s.chars().flat_map(char::to_lowercase).collect()
+    }
 }
 
 #[cfg(test)]

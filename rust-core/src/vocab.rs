@@ -133,11 +133,11 @@ fn token_texts(tokenizer: &Tokenizer, vocab_size: usize) -> Vec<Option<String>> 
                 return tokenizer.decode(&[id], false).ok();
             }
             // A piece with a char outside the byte alphabet stands for its own UTF-8 bytes.
-            let bytes: Vec<u8> = token
+            let mapped: Option<Vec<u8>> = token
                 .chars()
                 .map(|c| table.get(c as usize).copied().flatten())
-                .collect::<Option<_>>()
-                .unwrap_or_else(|| token.clone().into_bytes());
+                .collect();
+            let bytes = mapped.unwrap_or_else(|| token.into_bytes());
             Some(String::from_utf8_lossy(&bytes).into_owned())
         })
         .collect()

@@ -24,7 +24,7 @@ pub use store::StoreError;
 
 use crate::error::{Error, Result};
 use crate::predictor::SuggestionKind;
-use ngram::{key, runs, UserNgrams};
+use ngram::{key, key_chars, runs, UserNgrams};
 use store::{Op, Store};
 
 /// λ: weight of the user's model against the neural model's.
@@ -140,16 +140,7 @@ impl Lexicon {
         let words: Vec<(Box<[char]>, &'static str)> = list
             .lines()
             .filter(|l| !l.is_empty())
-            .map(|w| {
-                let folded = if w.is_ascii() {
-                    w.bytes()
-                        .map(|b| char::from(b.to_ascii_lowercase()))
-                        .collect()
-                } else {
-                    key(w).chars().collect()
-                };
-                (folded, w)
-            })
+            .map(|w| (key_chars(w).into_boxed_slice(), w))
             .collect();
         let mut keyed: Vec<(u64, u32)> = (0..words.len())
             .map(|i| (sort_key(&words[i].0), i as u32))

@@ -151,10 +151,18 @@ pub fn runs(text: &str, starts_sentence: bool) -> Vec<Run> {
 
 /// The folded form a word is stored under: lower case, straight apostrophe.
 pub fn key(word: &str) -> String {
-    fold(word)
-        .into_iter()
-        .map(|c| if c == '\u{2019}' { '\'' } else { c })
-        .collect()
+    key_chars(word).into_iter().collect()
+}
+
+/// [`key`] as chars.
+pub fn key_chars(word: &str) -> Vec<char> {
+    let mut chars = fold(word);
+    for c in &mut chars {
+        if *c == '\u{2019}' {
+            *c = '\'';
+        }
+    }
+    chars
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

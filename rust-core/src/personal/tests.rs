@@ -251,29 +251,25 @@ fn typo_candidates_only_when_nothing_starts_with_the_typed_word() {
 #[test]
 fn corrections_rank_below_a_likely_model_word_and_are_marked() {
     let p = personal(None, false);
-    let r = p.rerank(
-        Candidates {
-            model: vec![("tommorow".into(), (1e-6f32).ln())],
-            corrections: vec![("tomorrow".into(), (0.01f32).ln(), 1.0)],
-        },
-        &chars("tommorow"),
-        None,
-        SuggestionKind::Completion,
-    );
+    // The typed "tommorow" as the model's word (probability `p_typed`), and its correction.
+    let ranked = |p_typed: f32| {
+        p.rerank(
+            Candidates {
+                model: vec![("tommorow".into(), p_typed.ln())],
+                corrections: vec![("tomorrow".into(), (0.01f32).ln(), 1.0)],
+            },
+            &chars("tommorow"),
+            None,
+            SuggestionKind::Completion,
+        )
+    };
+    let r = ranked(1e-6);
     assert_eq!(r[0].word, "tomorrow");
     assert_eq!(r[0].kind, SuggestionKind::Correction);
     // The model's unlisted "tommorow", far below, is dropped (the predictor shows what was
     // typed next to a correction); at a likelier share it stays, as a completion.
     assert_eq!(r.len(), 1, "{r:?}");
-    let r = p.rerank(
-        Candidates {
-            model: vec![("tommorow".into(), (1e-3f32).ln())],
-            corrections: vec![("tomorrow".into(), (0.01f32).ln(), 1.0)],
-        },
-        &chars("tommorow"),
-        None,
-        SuggestionKind::Completion,
-    );
+    let r = ranked(1e-3);
     assert_eq!(r[0].kind, SuggestionKind::Correction);
     assert_eq!(r[1].kind, SuggestionKind::Completion);
 }
