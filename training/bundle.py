@@ -1,4 +1,4 @@
-"""Assemble a nextword model bundle: model.onnx + tokenizer.json + manifest.json.
+"""Assemble a nextword model bundle: model.onnx + tokenizer.json (+ word_ends.bin) + manifest.json.
 
 The manifest carries everything the core checks before it runs anything: the format version,
 the model's shape, the vocabulary size the tokenizer must match, and the SHA-256 of every file
@@ -23,10 +23,13 @@ def sha256(path: Path) -> str:
 
 
 def make_bundle(onnx_path: Path, tokenizer_path: Path, out: Path, model_id: str, language="en",
-                context_tokens=20, extra_files=()):
+                context_tokens=20, extra_files=(), word_ends=None):
+    """`word_ends`: the word-end table (training/word_ends.py), shipped as word_ends.bin."""
     out.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(onnx_path, out / "model.onnx")
     shutil.copyfile(tokenizer_path, out / "tokenizer.json")
+    if word_ends:
+        shutil.copyfile(word_ends, out / "word_ends.bin")
     for f in extra_files:
         shutil.copyfile(f, out / Path(f).name)
     m = onnx.load(str(out / "model.onnx"), load_external_data=False)
@@ -58,6 +61,7 @@ def make_bundle(onnx_path: Path, tokenizer_path: Path, out: Path, model_id: str,
             "max_positions": cfg["max_positions"],
         },
         "tokenizer": "tokenizer.json",
+        **({"word_ends": "word_ends.bin"} if word_ends else {}),
         "files": {f: sha256(out / f) for f in files},
     }
     write_manifest(out, manifest)
@@ -87,12 +91,14 @@ def main():
     ap.add_argument("--tokenizer")
     ap.add_argument("--out")
     ap.add_argument("--model-id")
+    ap.add_argument("--word-ends", help="the word-end table (training/word_ends.py)")
     ap.add_argument("--extra", nargs="*", default=[], help="more files to ship in the bundle")
     a = ap.parse_args()
     if a.refresh:
         manifest = refresh_hashes(Path(a.refresh))
     elif a.onnx and a.tokenizer and a.out and a.model_id:
-        manifest = make_bundle(Path(a.onnx), Path(a.tokenizer), Path(a.out), a.model_id, extra_files=a.extra)
+        manifest = make_bundle(Path(a.onnx), Path(a.tokenizer), Path(a.out), a.model_id, extra_files=a.extra,
+                               word_ends=a.word_ends)
     else:
         ap.error("give --refresh DIR, or --onnx, --tokenizer, --out and --model-id")
     print(json.dumps(manifest, indent=1))

@@ -1,7 +1,7 @@
 """One command from raw text to a shipped bundle:
 
     corpus -> tokenizer -> train -> 4-bit export (+ fp32 reference) -> quantization report
-           -> bundle (models/<name>) -> evaluation against the Kneser-Ney baseline
+           -> word-end table -> bundle (models/<name>)
 
 `--tiny` runs the same steps on a tiny corpus and model in well under a minute: that is how the
 test fixture bundle (models/fixture) is made and how CI tests the pipeline. Each step skips work
@@ -102,10 +102,12 @@ def main():
     report = quant_report(run / "model_fp32.onnx", run / "model_q4.onnx", np.load(run / "valid_ids.npy"), cfg)
     print(json.dumps(report, indent=1))
     (run / "quant_report.json").write_text(json.dumps(report, indent=1))
+    sh(sys.executable, "word_ends.py", "--train", corpus / "train.txt", "--tokenizer", tok,
+       "--out", run / "word_ends.bin")
     from bundle import make_bundle
 
     model_id = "nextword-fixture-tiny" if a.tiny else "nextword-en-12m-q4"
-    manifest = make_bundle(run / "model_q4.onnx", tok, out, model_id)
+    manifest = make_bundle(run / "model_q4.onnx", tok, out, model_id, word_ends=run / "word_ends.bin")
     size = sum(p.stat().st_size for p in out.iterdir())
     print(f"bundle {out}: {size / 1e6:.2f} MB, {manifest['model']['parameters']:,} parameters")
 

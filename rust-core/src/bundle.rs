@@ -29,6 +29,10 @@ pub struct Manifest {
     pub model: ModelInfo,
     /// File name of the tokenizer (HF `tokenizers` JSON).
     pub tokenizer: String,
+    /// File name of the word-end table (see [`crate::vocab::WordEnds`]); absent in bundles
+    /// made before it, whose searches ask the model instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub word_ends: Option<String>,
     /// SHA-256 (hex) of every file of the bundle but the manifest and its signature.
     pub files: BTreeMap<String, String>,
     /// Which files are encrypted, and with which key (absent: none is).
@@ -55,6 +59,7 @@ pub struct Bundle {
     pub manifest: Manifest,
     pub model_bytes: Vec<u8>,
     pub tokenizer_bytes: Vec<u8>,
+    pub word_ends_bytes: Option<Vec<u8>>,
     /// Who signed it, as far as the trust policy it was opened under established.
     pub provenance: crate::trust::Provenance,
 }
@@ -99,7 +104,10 @@ pub fn parse_manifest(raw: &[u8]) -> Result<Manifest> {
             )));
         }
     }
-    for needed in [&m.model.file, &m.tokenizer] {
+    for needed in [&m.model.file, &m.tokenizer]
+        .into_iter()
+        .chain(&m.word_ends)
+    {
         if !m.files.contains_key(needed) {
             return Err(Error::InvalidManifest(format!(
                 "{needed} is not listed with a hash in files"

@@ -352,11 +352,13 @@ pub(crate) fn open_source(
     };
     let model_bytes = take(&manifest.model.file)?;
     let tokenizer_bytes = take(&manifest.tokenizer)?;
+    let word_ends_bytes = manifest.word_ends.as_deref().map(&mut take).transpose()?;
     Ok(Bundle {
         dir: source.location(),
         manifest,
         model_bytes,
         tokenizer_bytes,
+        word_ends_bytes,
         provenance,
     })
 }

@@ -5,7 +5,15 @@ use std::collections::HashMap;
 
 use tokenizers::{DecoderWrapper, Tokenizer};
 
+use crate::error::{Error, Result};
 use crate::text::is_word_char;
+
+/// Least share of a token's occurrences in the training text that end its word for the word
+/// search to take that share instead of asking the model (see [`Vocab::sure_end_logp`]).
+/// Measured on benches/heldout.txt and the test splits: see doc/word-search.md.
+pub const SURE_END_SHARE: f32 = 0.98;
+/// The word-end table's byte for a token without an estimate (too rare in the training text).
+const NO_ESTIMATE: u8 = 255;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Piece {
@@ -30,6 +38,9 @@ pub struct Vocab {
     pub continuations: Vec<usize>,
     /// Ids of the tokens that end a word when they follow it (all but continuations).
     pub word_enders: Vec<usize>,
+    /// Per token, the log of the share of its occurrences in the training text that end its
+    /// word (from the bundle's word-end table; all `None` without one or without an estimate).
+    end_share_logp: Vec<Option<f32>>,
     /// `word_starts` and `continuations` by the first char of their folded text: a typed prefix
     /// only ever needs the tokens that start with its next char.
     word_starts_by_first: HashMap<char, Vec<usize>>,
@@ -37,7 +48,26 @@ pub struct Vocab {
 }
 
 impl Vocab {
-    pub fn new(tokenizer: &Tokenizer, vocab_size: usize) -> Vocab {
+    /// `word_ends`: the bundle's word-end table, one byte per token: `round(254 * share)`, or
+    /// 255 where the training text had too few occurrences for an estimate.
+    pub fn new(
+        tokenizer: &Tokenizer,
+        vocab_size: usize,
+        word_ends: Option<&[u8]>,
+    ) -> Result<Vocab> {
+        let end_share_logp = match word_ends {
+            None => vec![None; vocab_size],
+            Some(table) if table.len() == vocab_size => table
+                .iter()
+                .map(|&b| (b != NO_ESTIMATE).then(|| (f32::from(b) / 254.0).ln()))
+                .collect(),
+            Some(table) => {
+                return Err(Error::InvalidManifest(format!(
+                    "the word-end table has {} entries for a vocabulary of {vocab_size}",
+                    table.len()
+                )))
+            }
+        };
         let mut pieces = Vec::with_capacity(vocab_size);
         let mut text = Vec::with_capacity(vocab_size);
         for decoded in token_texts(tokenizer, vocab_size) {
@@ -64,7 +94,7 @@ impl Vocab {
             }
             map
         };
-        Vocab {
+        Ok(Vocab {
             word_starts_by_first: by_first(&word_starts),
             continuations_by_first: by_first(&continuations),
             text,
@@ -72,7 +102,19 @@ impl Vocab {
             folded,
             continuations,
             word_enders,
-        }
+            end_share_logp,
+        })
+    }
+
+    /// Log of the share of token `t`'s occurrences in the training text that end its word.
+    pub fn end_share_logp(&self, t: u32) -> Option<f32> {
+        self.end_share_logp.get(t as usize).copied().flatten()
+    }
+
+    /// [`Vocab::end_share_logp`] where the share is at least [`SURE_END_SHARE`]: the word
+    /// search then takes it for the probability that a word ends after `t`, with no model call.
+    pub fn sure_end_logp(&self, t: u32) -> Option<f32> {
+        self.end_share_logp(t).filter(|&l| l >= SURE_END_SHARE.ln())
     }
 
     /// Word-start tokens that may begin a word whose folded text starts with `typed`.

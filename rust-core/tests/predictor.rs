@@ -352,6 +352,28 @@ fn manifest_problems() {
 }
 
 #[test]
+fn word_end_table_problems() {
+    // Named by the manifest but not listed with a hash.
+    let d = copy_fixture();
+    edit_manifest(d.path(), |m| m["word_ends"] = "word_ends.bin".into());
+    assert!(matches!(open_err(d.path()), Error::InvalidManifest(m) if m.contains("word_ends.bin")));
+    // Listed, hashed, but of the wrong length.
+    std::fs::write(d.path().join("word_ends.bin"), [254u8; 100]).unwrap();
+    rehash(d.path(), "word_ends.bin");
+    assert!(
+        matches!(open_err(d.path()), Error::InvalidManifest(m) if m.contains("word-end table"))
+    );
+    // Well formed it loads; changed after hashing or missing, it is refused.
+    std::fs::write(d.path().join("word_ends.bin"), [254u8; 512]).unwrap();
+    rehash(d.path(), "word_ends.bin");
+    Predictor::open(d.path(), Config::default()).expect("a well-formed table loads");
+    std::fs::write(d.path().join("word_ends.bin"), [253u8; 512]).unwrap();
+    assert!(matches!(open_err(d.path()), Error::HashMismatch { file } if file == "word_ends.bin"));
+    std::fs::remove_file(d.path().join("word_ends.bin")).unwrap();
+    assert!(matches!(open_err(d.path()), Error::MissingFile(_)));
+}
+
+#[test]
 fn vocabulary_mismatch() {
     let d = copy_fixture();
     edit_manifest(d.path(), |m| m["vocab_size"] = 1000.into());

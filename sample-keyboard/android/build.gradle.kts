@@ -8,10 +8,11 @@ plugins {
     id("org.jetbrains.kotlin.android") version "2.4.21"
 }
 
-/** The model bundle shipped in the APK as assets/nextword/en/. */
+/** The model bundle shipped in the APK as assets/nextword/en/: every file, as its manifest
+ * lists them all with their hashes (and manifest.sig, its signature). */
 val modelAssets = layout.buildDirectory.dir("generated/nextwordAssets")
 val copyModel by tasks.registering(Copy::class) {
-    from(rootDir.resolve("../../models/en")) { include("manifest.json", "model.onnx", "tokenizer.json") }
+    from(rootDir.resolve("../../models/en"))
     into(modelAssets.map { it.dir("nextword/en") })
 }
 

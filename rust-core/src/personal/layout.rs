@@ -7,6 +7,10 @@ use std::collections::HashMap;
 pub struct KeyboardLayout {
     /// Key centre of each (lower-case) character, in key widths.
     positions: HashMap<char, (f32, f32)>,
+    /// `neighbours` precomputed for ASCII keys, bit `b` of entry `a`: the typo scan asks it for
+    /// every letter pair of every word of the word list on a typo keystroke, and hashing chars
+    /// there took a fifth of such a keystroke.
+    ascii_neighbours: Box<[u128; 128]>,
 }
 
 /// Keys whose centres are at most this far apart (in key widths) count as neighbours: on a
@@ -22,7 +26,20 @@ impl KeyboardLayout {
                 positions.insert(c, (x as f32 + offset, y as f32));
             }
         }
-        KeyboardLayout { positions }
+        let mut layout = KeyboardLayout {
+            positions,
+            ascii_neighbours: Box::new([0; 128]),
+        };
+        let mut table = [0u128; 128];
+        for (a, bits) in table.iter_mut().enumerate() {
+            for b in 0..128u8 {
+                if layout.neighbours_by_position(char::from(a as u8), char::from(b)) {
+                    *bits |= 1 << b;
+                }
+            }
+        }
+        *layout.ascii_neighbours = table;
+        layout
     }
 
     pub fn qwerty() -> Self {
@@ -36,6 +53,13 @@ impl KeyboardLayout {
 
     /// Whether `a` and `b` are different keys next to each other.
     pub fn neighbours(&self, a: char, b: char) -> bool {
+        if a.is_ascii() && b.is_ascii() {
+            return self.ascii_neighbours[a as usize] >> (b as u32) & 1 == 1;
+        }
+        self.neighbours_by_position(a, b)
+    }
+
+    fn neighbours_by_position(&self, a: char, b: char) -> bool {
         match (self.positions.get(&a), self.positions.get(&b)) {
             (Some(p), Some(q)) if a != b => {
                 let (dx, dy) = (p.0 - q.0, p.1 - q.1);
@@ -73,6 +97,25 @@ mod tests {
         for (a, b) in [('e', 'e'), ('q', 'p'), ('a', 'l'), ('e', 'x'), ('é', 'e')] {
             assert!(!k.neighbours(a, b), "{a}{b}");
         }
+    }
+
+    #[test]
+    fn the_ascii_table_agrees_with_the_key_positions() {
+        let qwertz = KeyboardLayout::from_rows(&[
+            ("qwertzuiopü", 0.5),
+            ("asdfghjklöä", 0.75),
+            ("yxcvbnm", 1.25),
+        ]);
+        let keys: Vec<char> = (0..128u8).map(char::from).chain("üöäé".chars()).collect();
+        let mut pairs = 0;
+        for &a in &keys {
+            for &b in &keys {
+                let by_position = qwertz.neighbours_by_position(a, b);
+                assert_eq!(qwertz.neighbours(a, b), by_position, "{a:?} {b:?}");
+                pairs += usize::from(by_position);
+            }
+        }
+        assert!(qwertz.neighbours('p', 'ü') && qwertz.neighbours('ö', 'ä') && pairs > 80);
     }
 
     #[test]
