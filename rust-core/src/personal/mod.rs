@@ -408,8 +408,8 @@ impl Personal {
     }
 
     /// Words worth asking the model about because `typed` (folded) looks like a typo: no known
-    /// word starts with it, but some are a few cheap edits away. Each with its edit cost,
-    /// cheapest and most frequent first.
+    /// word starts with it, but some are a few cheap edits away. Each with its edit cost, the
+    /// likeliest corrections (cheap edits of frequent words) first.
     pub fn correction_candidates(&self, typed: &[char]) -> Vec<(String, f32)> {
         let Some(lexicon) = self.lexicon.filter(|_| self.typo_correction) else {
             return Vec::new();
@@ -436,17 +436,20 @@ impl Personal {
             .iter()
             .map(|(k, e)| (k.chars().collect(), e.display.as_str()))
             .collect();
+        // Each word with its rank by frequency: the user's own words first (rank 0), then the
+        // word list's, which is in frequency order.
         let words = user_words
             .iter()
-            .map(|(folded, display)| (folded.as_slice(), *display))
+            .map(|(folded, display)| (0, folded.as_slice(), *display))
             .chain(
                 lexicon
                     .words
                     .iter()
-                    .map(|(folded, display)| (&folded[..], *display)),
+                    .enumerate()
+                    .map(|(rank, (folded, display))| (rank + 1, &folded[..], *display)),
             );
         let mut seen = HashSet::new();
-        for (rank, (folded, display)) in words.enumerate() {
+        for (rank, folded, display) in words {
             if let Some(cost) = typo::prefix_cost(&self.layout, typed, folded, max) {
                 let k: String = folded.iter().collect();
                 if !self.is_blocked(&user, &k) && seen.insert(k) {
@@ -454,7 +457,17 @@ impl Personal {
                 }
             }
         }
-        found.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        // The model scores only a few: those whose ranking score would be best with a word's
+        // frequency (Zipf: probability ~ 1 / rank) in place of the model's probability. By
+        // cost alone, the many words one neighbouring key from a typo ("ten", "tendency",
+        // "tennis" for "teh") took every slot from the word meant ("the": a swap).
+        let prior =
+            |cost: f32, rank: usize| f64::from(cost) * TYPO_PENALTY + ((rank + 1) as f64).ln();
+        found.sort_by(|a, b| {
+            prior(a.0, a.1)
+                .total_cmp(&prior(b.0, b.1))
+                .then(a.1.cmp(&b.1))
+        });
         found
             .into_iter()
             .take(MAX_CORRECTIONS)

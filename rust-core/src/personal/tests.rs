@@ -248,6 +248,25 @@ fn typo_candidates_only_when_nothing_starts_with_the_typed_word() {
     assert_eq!(c[0].0, "Saoirse", "{c:?}");
 }
 
+/// The word meant is among the few corrections the model scores even when many rarer words
+/// are cheaper edits of the typo (one neighbouring key from "teh": "ten", "tend", "tennis" ...).
+#[test]
+fn frequent_words_are_among_the_scored_corrections() {
+    let p = personal(None, false);
+    for (typed, meant) in [
+        ("teh", "the"),
+        ("dont", "don't"),
+        ("wnat", "want"),
+        ("yuor", "your"),
+    ] {
+        let c = p.correction_candidates(&chars(typed));
+        assert!(c.len() <= MAX_CORRECTIONS);
+        assert!(c.iter().any(|(w, _)| w == meant), "{typed}: {c:?}");
+    }
+    let c = p.correction_candidates(&chars("teh"));
+    assert_eq!(c[0].0, "the", "{c:?}");
+}
+
 #[test]
 fn corrections_rank_below_a_likely_model_word_and_are_marked() {
     let p = personal(None, false);
