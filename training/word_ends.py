@@ -33,10 +33,10 @@ def is_word_char(c: str) -> bool:
 def continuations(tok: Tokenizer) -> np.ndarray:
     """True for tokens the core classifies as word continuations (word chars, no leading space)."""
     out = np.zeros(tok.get_vocab_size(), dtype=bool)
+    special = {a.content for a in tok.get_added_tokens_decoder().values()}
     for t in range(len(out)):
         s = tok.decode([t], skip_special_tokens=False)
-        special = tok.id_to_token(t) in {a.content for a in tok.get_added_tokens_decoder().values()}
-        out[t] = not special and "\ufffd" not in s and bool(s) and not s.startswith(" ") and all(
+        out[t] = tok.id_to_token(t) not in special and "\ufffd" not in s and bool(s) and not s.startswith(" ") and all(
             is_word_char(c) for c in s)
     return out
 

@@ -29,8 +29,8 @@ pub struct Manifest {
     pub model: ModelInfo,
     /// File name of the tokenizer (HF `tokenizers` JSON).
     pub tokenizer: String,
-    /// File name of the word-end table (see [`crate::vocab::WordEnds`]); absent in bundles
-    /// made before it, whose searches ask the model instead.
+    /// File name of the word-end table (`training/word_ends.py`: one byte per token); absent
+    /// in bundles made before it, whose searches ask the model instead.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub word_ends: Option<String>,
     /// SHA-256 (hex) of every file of the bundle but the manifest and its signature.

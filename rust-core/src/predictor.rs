@@ -615,18 +615,10 @@ impl Predictor {
             // that covers what was typed and ends in a token that nearly always ends its word
             // in the training text is finished at that rate and not continued: on a next-word
             // search that is most of the common words.
-            let end_share = |b: &Beam| {
-                let last = *b.path.last().expect("non-empty");
-                (b.covered == typed.len())
-                    .then(|| v.end_share_logp(last))
-                    .flatten()
-            };
-            let sure_end = |b: &Beam| {
-                let last = *b.path.last().expect("non-empty");
-                (b.covered == typed.len())
-                    .then(|| v.sure_end_logp(last))
-                    .flatten()
-            };
+            let covering_last =
+                |b: &Beam| (b.covered == typed.len()).then(|| *b.path.last().expect("non-empty"));
+            let end_share = |b: &Beam| covering_last(b).and_then(|t| v.end_share_logp(t));
+            let sure_end = |b: &Beam| covering_last(b).and_then(|t| v.sure_end_logp(t));
             let (sure, rest): (Vec<Beam>, Vec<Beam>) =
                 live.into_iter().partition(|b| sure_end(b).is_some());
             for beam in &sure {

@@ -10,8 +10,8 @@ use crate::text::is_word_char;
 
 /// Least share of a token's occurrences in the training text that end its word for the word
 /// search to take that share instead of asking the model (see [`Vocab::sure_end_logp`]).
-/// Measured on benches/heldout.txt and the test splits: see doc/word-search.md.
-pub const SURE_END_SHARE: f32 = 0.98;
+/// Measured on benches/heldout.txt and the test splits: see benches/README.md.
+const SURE_END_SHARE: f32 = 0.98;
 /// The word-end table's byte for a token without an estimate (too rare in the training text).
 const NO_ESTIMATE: u8 = 255;
 

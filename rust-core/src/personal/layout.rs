@@ -26,20 +26,18 @@ impl KeyboardLayout {
                 positions.insert(c, (x as f32 + offset, y as f32));
             }
         }
-        let mut layout = KeyboardLayout {
-            positions,
-            ascii_neighbours: Box::new([0; 128]),
-        };
-        let mut table = [0u128; 128];
-        for (a, bits) in table.iter_mut().enumerate() {
+        let mut ascii_neighbours = Box::new([0u128; 128]);
+        for (a, bits) in ascii_neighbours.iter_mut().enumerate() {
             for b in 0..128u8 {
-                if layout.neighbours_by_position(char::from(a as u8), char::from(b)) {
+                if near(&positions, char::from(a as u8), char::from(b)) {
                     *bits |= 1 << b;
                 }
             }
         }
-        *layout.ascii_neighbours = table;
-        layout
+        KeyboardLayout {
+            positions,
+            ascii_neighbours,
+        }
     }
 
     pub fn qwerty() -> Self {
@@ -56,17 +54,18 @@ impl KeyboardLayout {
         if a.is_ascii() && b.is_ascii() {
             return self.ascii_neighbours[a as usize] >> (b as u32) & 1 == 1;
         }
-        self.neighbours_by_position(a, b)
+        near(&self.positions, a, b)
     }
+}
 
-    fn neighbours_by_position(&self, a: char, b: char) -> bool {
-        match (self.positions.get(&a), self.positions.get(&b)) {
-            (Some(p), Some(q)) if a != b => {
-                let (dx, dy) = (p.0 - q.0, p.1 - q.1);
-                (dx * dx + dy * dy).sqrt() <= NEIGHBOUR_DISTANCE
-            }
-            _ => false,
+/// Whether `a` and `b` are different keys whose centres are at most [`NEIGHBOUR_DISTANCE`] apart.
+fn near(positions: &HashMap<char, (f32, f32)>, a: char, b: char) -> bool {
+    match (positions.get(&a), positions.get(&b)) {
+        (Some(p), Some(q)) if a != b => {
+            let (dx, dy) = (p.0 - q.0, p.1 - q.1);
+            (dx * dx + dy * dy).sqrt() <= NEIGHBOUR_DISTANCE
         }
+        _ => false,
     }
 }
 
@@ -110,7 +109,7 @@ mod tests {
         let mut pairs = 0;
         for &a in &keys {
             for &b in &keys {
-                let by_position = qwertz.neighbours_by_position(a, b);
+                let by_position = near(&qwertz.positions, a, b);
                 assert_eq!(qwertz.neighbours(a, b), by_position, "{a:?} {b:?}");
                 pairs += usize::from(by_position);
             }
