@@ -15,6 +15,7 @@ pub mod pack;
 pub mod personal;
 mod predictor;
 mod text;
+mod tokenizer_json;
 pub mod trust;
 pub mod update;
 mod vocab;

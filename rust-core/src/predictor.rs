@@ -205,7 +205,7 @@ impl Predictor {
     pub fn from_bundle(bundle: Bundle, config: Config) -> Result<Predictor> {
         let t = Instant::now();
         let manifest = bundle.manifest;
-        let tokenizer = Tokenizer::from_bytes(&bundle.tokenizer_bytes)
+        let tokenizer = crate::tokenizer_json::parse(&bundle.tokenizer_bytes)
             .map_err(|e| Error::InvalidTokenizer(e.to_string()))?;
         let tok_vocab = tokenizer.get_vocab_size(true);
         if tok_vocab != manifest.vocab_size {
