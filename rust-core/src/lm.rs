@@ -8,7 +8,7 @@ use tract_onnx::tract_hir::internal::DimLike;
 
 use crate::bundle::ModelInfo;
 use crate::error::{Error, Result};
-use crate::ops::{fusion, onnx_framework, MatMulImpl};
+use crate::ops::{fusion, onnx_framework, preload, MatMulImpl};
 
 /// Added to the attention scores a query must not see.
 pub(crate) const MASKED: f32 = -1e9;
@@ -80,9 +80,11 @@ impl LanguageModel {
     ///
     /// Peak memory is what an iOS keyboard extension is killed for, so each form of the
     /// weights is freed as soon as the next one exists: the file bytes once the protobuf is
-    /// decoded, the protobuf once tract has its tensors (the MatMulNBits kernels then read
-    /// tract's weight tensors in place, no copy). Holding them all until the end made the
-    /// load peak ~10 MB higher; copying the weights for the kernels cost another 4.6 MB.
+    /// decoded, the protobuf once tract has its tensors. With nextword's op the layers' packed
+    /// weights move from the protobuf into their kernels' matrices and tract never copies
+    /// them (`ops::preload`); the rest (the tied embedding) is read in place from tract's
+    /// tensors. Holding every form until the end made the load peak ~10 MB higher; copying the
+    /// weights for the kernels cost another 4.6 MB.
     pub fn load(
         bytes: Vec<u8>,
         info: &ModelInfo,
@@ -93,6 +95,7 @@ impl LanguageModel {
         let mut proto = <tract_onnx::pb::ModelProto as prost::Message>::decode(&bytes[..])
             .map_err(|e| Error::InvalidModel(format!("not an ONNX protobuf: {e}")))?;
         drop(bytes);
+        let mut preloaded = None;
         if let Some(graph) = proto.graph.as_mut() {
             let fused = fusion::fuse(graph);
             log::debug!(
@@ -100,10 +103,16 @@ impl LanguageModel {
                 fused.attention,
                 fused.rope
             );
+            if matmul == MatMulImpl::Nextword {
+                let taken = preload::preload(graph);
+                log::debug!("weights of {} MatMulNBits nodes moved", taken.nodes);
+                preloaded = Some(taken);
+            }
         }
         let t = std::time::Instant::now();
         let mut model = onnx.model_for_proto_model(&proto).map_err(Error::model)?;
         log::debug!("parsed in {:?}", t.elapsed());
+        drop(preloaded);
         drop(proto);
         let s = model.symbols.sym("S");
         let p = model.symbols.sym("P");

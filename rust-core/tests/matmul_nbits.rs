@@ -13,7 +13,8 @@
 use std::path::PathBuf;
 
 use nextword_core::kernels;
-use nextword_core::ops::{count_nodes, onnx_framework, set_kernel, GatherQ4, MatMulImpl};
+use nextword_core::ops::{count_nodes, onnx_framework, preload, set_kernel, GatherQ4, MatMulImpl};
+use nextword_core::tract_onnx::pb;
 use nextword_core::tract_onnx::prelude::*;
 use serde_json::Value;
 
@@ -164,6 +165,46 @@ fn tract_builtin_matches_onnxruntime() {
     let model = optimized(MatMulImpl::TractBuiltin, "matmul_nbits.onnx");
     assert_eq!(count_nodes(&model), (0, 0));
     check_matmul_nbits_model("tract-builtin", model);
+}
+
+/// `ops::preload` moves the weights of the nodes whose initializers nothing else reads (here
+/// `mnb_zp` and `mnb_bias`; the other four share theirs) out of the protobuf: both forms give
+/// ONNX Runtime's outputs, and the moved initializers are gone from the graph.
+#[test]
+fn preloaded_weights_match_onnxruntime() {
+    let bytes = std::fs::read(fixture("matmul_nbits.onnx")).unwrap();
+    let mut proto = <pb::ModelProto as prost::Message>::decode(&bytes[..]).unwrap();
+    let graph = proto.graph.as_mut().unwrap();
+    let preloaded = preload::preload(graph);
+    assert_eq!(preloaded.nodes, 2);
+    let names: Vec<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
+    for moved in ["zp_B", "zp_scales", "zp_zp", "bias_B", "bias_scales"] {
+        assert!(!names.contains(&moved), "{moved} still in the graph");
+    }
+    assert!(names.contains(&"bias_bias") && names.contains(&"plain_B"));
+    let model = onnx_framework(MatMulImpl::Nextword)
+        .model_for_proto_model(&proto)
+        .unwrap();
+    drop(preloaded);
+    let model = model.into_optimized().unwrap();
+    assert_eq!(count_nodes(&model), (6, 0));
+    check_matmul_nbits_model("nextword-preloaded", model);
+}
+
+/// A graph that names the preloaded op without weights preloaded for it (a crafted file, or
+/// a parse after the weights were withdrawn) is refused with an error, not a panic.
+#[test]
+fn preloaded_op_without_weights_is_refused() {
+    let bytes = std::fs::read(fixture("matmul_nbits.onnx")).unwrap();
+    let mut proto = <pb::ModelProto as prost::Message>::decode(&bytes[..]).unwrap();
+    drop(preload::preload(proto.graph.as_mut().unwrap()));
+    let err = onnx_framework(MatMulImpl::Nextword)
+        .model_for_proto_model(&proto)
+        .expect_err("no weights to build the op from");
+    assert!(
+        format!("{err:?}").contains("no preloaded weights"),
+        "{err:?}"
+    );
 }
 
 #[test]

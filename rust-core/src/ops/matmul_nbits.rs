@@ -143,26 +143,8 @@ impl Expansion for MatMulNBits {
     ) -> InferenceResult {
         check_input_arity(inputs, self.input_count())?;
         check_output_arity(outputs, 1)?;
-        s.equals(&outputs[0].datum_type, &inputs[0].datum_type)?;
         s.equals(&inputs[1].datum_type, u8::datum_type())?;
-        let (k, n) = (self.k, self.n);
-        s.given(&inputs[0].rank, move |s, rank| {
-            let rank = rank as usize;
-            s.equals(&outputs[0].rank, rank as i64)?;
-            for ax in 0..rank.saturating_sub(1) {
-                s.equals(&outputs[0].shape[ax], &inputs[0].shape[ax])?;
-            }
-            if rank >= 1 {
-                s.equals(&inputs[0].shape[rank - 1], k.to_dim())?;
-                s.equals(&outputs[0].shape[rank - 1], n.to_dim())?;
-            }
-            Ok(())
-        })?;
-        if let Some(b) = self.bias_input {
-            s.equals(&inputs[b].rank, 1i64)?;
-            s.equals(&inputs[b].shape[0], n.to_dim())?;
-        }
-        Ok(())
+        shape_rules(s, inputs, outputs, self.k, self.n, self.bias_input)
     }
 
     fn wire(
@@ -177,57 +159,95 @@ impl Expansion for MatMulNBits {
             self.input_count(),
             inputs.len()
         );
-        let a_fact = model.outlet_fact(inputs[0])?.clone();
-        let dt = a_fact.datum_type;
-        ensure!(
-            dt.is_float(),
-            "MatMulNBits: A must be a float tensor, got {dt:?}"
-        );
-        let mut a = inputs[0];
-        if dt != f32::datum_type() {
-            a = model.wire_node(format!("{prefix}.cast_a"), cast(f32::datum_type()), &[a])?[0];
-        }
-        let mut bias = None;
-        if let Some(b) = self.bias_input {
-            let mut b = inputs[b];
-            if model.outlet_fact(b)?.datum_type != f32::datum_type() {
-                b = model.wire_node(
-                    format!("{prefix}.cast_bias"),
-                    cast(f32::datum_type()),
-                    &[b],
-                )?[0];
-            }
-            bias = Some(b);
-        }
         let zp = self.zp_input.map(|i| inputs[i]);
-        let unpacked = MatMulNBitsUnpacked {
-            k: self.k,
-            n: self.n,
-            has_zero_points: zp.is_some(),
-            has_bias: bias.is_some(),
-            two_pass: self.accuracy_level != ACCURACY_INT8,
-            kernel: kernels::select(),
-        };
-        let y = match unpacked.pack_from(model, inputs[1], inputs[2], zp)? {
-            Some(packed) => {
-                let mut op_inputs = tvec![a];
-                op_inputs.extend(bias);
-                model.wire_node(prefix, packed, &op_inputs)?[0]
-            }
-            None => {
-                let mut op_inputs = tvec![a, inputs[1], inputs[2]];
-                op_inputs.extend(zp);
-                op_inputs.extend(bias);
-                model.wire_node(prefix, unpacked, &op_inputs)?[0]
-            }
-        };
-        if dt != f32::datum_type() {
-            Ok(tvec!(
-                model.wire_node(format!("{prefix}.cast_y"), cast(dt), &[y])?[0]
-            ))
-        } else {
-            Ok(tvec!(y))
+        let bias = self.bias_input.map(|i| inputs[i]);
+        wire_f32(prefix, model, inputs[0], bias, |model, a, bias| {
+            let unpacked = MatMulNBitsUnpacked {
+                k: self.k,
+                n: self.n,
+                has_zero_points: zp.is_some(),
+                has_bias: bias.is_some(),
+                two_pass: self.accuracy_level != ACCURACY_INT8,
+                kernel: kernels::select(),
+            };
+            Ok(match unpacked.pack_from(model, inputs[1], inputs[2], zp)? {
+                Some(packed) => {
+                    let mut op_inputs = tvec![a];
+                    op_inputs.extend(bias);
+                    model.wire_node(prefix, packed, &op_inputs)?[0]
+                }
+                None => {
+                    let mut op_inputs = tvec![a, inputs[1], inputs[2]];
+                    op_inputs.extend(zp);
+                    op_inputs.extend(bias);
+                    model.wire_node(prefix, unpacked, &op_inputs)?[0]
+                }
+            })
+        })
+    }
+}
+
+/// Type and shape rules shared by the node forms: `Y [.., N]` from `A [.., K]` of the same
+/// float type, and `bias` (input `bias`, if any) `[N]`.
+pub(crate) fn shape_rules<'r, 'p: 'r>(
+    s: &mut Solver<'r>,
+    inputs: &'p [TensorProxy],
+    outputs: &'p [TensorProxy],
+    k: usize,
+    n: usize,
+    bias: Option<usize>,
+) -> InferenceResult {
+    s.equals(&outputs[0].datum_type, &inputs[0].datum_type)?;
+    s.given(&inputs[0].rank, move |s, rank| {
+        let rank = rank as usize;
+        s.equals(&outputs[0].rank, rank as i64)?;
+        for ax in 0..rank.saturating_sub(1) {
+            s.equals(&outputs[0].shape[ax], &inputs[0].shape[ax])?;
         }
+        if rank >= 1 {
+            s.equals(&inputs[0].shape[rank - 1], k.to_dim())?;
+            s.equals(&outputs[0].shape[rank - 1], n.to_dim())?;
+        }
+        Ok(())
+    })?;
+    if let Some(b) = bias {
+        s.equals(&inputs[b].rank, 1i64)?;
+        s.equals(&inputs[b].shape[0], n.to_dim())?;
+    }
+    Ok(())
+}
+
+/// Wires `matmul(model, a, bias)` on f32: `a` (any float type) and `bias` are cast to f32
+/// first and the result back to `a`'s type, as the kernels work in f32.
+pub(crate) fn wire_f32(
+    prefix: &str,
+    model: &mut TypedModel,
+    a: OutletId,
+    bias: Option<OutletId>,
+    matmul: impl FnOnce(&mut TypedModel, OutletId, Option<OutletId>) -> TractResult<OutletId>,
+) -> TractResult<TVec<OutletId>> {
+    let dt = model.outlet_fact(a)?.datum_type;
+    ensure!(
+        dt.is_float(),
+        "MatMulNBits: A must be a float tensor, got {dt:?}"
+    );
+    let mut a = a;
+    if dt != f32::datum_type() {
+        a = model.wire_node(format!("{prefix}.cast_a"), cast(f32::datum_type()), &[a])?[0];
+    }
+    let bias = match bias {
+        Some(b) if model.outlet_fact(b)?.datum_type != f32::datum_type() => {
+            Some(model.wire_node(format!("{prefix}.cast_bias"), cast(f32::datum_type()), &[b])?[0])
+        }
+        other => other,
+    };
+    let y = matmul(model, a, bias)?;
+    if dt != f32::datum_type() {
+        Ok(tvec!(
+            model.wire_node(format!("{prefix}.cast_y"), cast(dt), &[y])?[0]
+        ))
+    } else {
+        Ok(tvec!(y))
     }
 }
 

@@ -23,6 +23,7 @@ pub mod fusion;
 pub mod gather_block_quantized;
 pub mod kv_present;
 pub mod matmul_nbits;
+pub mod preload;
 pub mod rope;
 
 use std::fmt;
@@ -104,6 +105,8 @@ pub fn register(onnx: &mut Onnx, imp: MatMulImpl) {
         MatMulImpl::Nextword => {
             onnx.op_register
                 .insert("MatMulNBits", matmul_nbits::mat_mul_nbits);
+            onnx.op_register
+                .insert(preload::OP_TYPE, preload::nextword_matmul_q4);
             onnx.op_register.insert(
                 "GatherBlockQuantized",
                 gather_block_quantized::gather_block_quantized,

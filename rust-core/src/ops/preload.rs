@@ -1,0 +1,251 @@
+//! `MatMulNBits` weights moved out of the decoded protobuf instead of copied into tract.
+//!
+//! tract's ONNX reader copies every initializer into a tensor of its own while the decoded
+//! protobuf still holds it. For the bundled model that is ~6 MB of packed 4-bit weights held
+//! twice while a bundle opens, and the copies are made after the file's buffer is freed, in
+//! heap memory the allocator then keeps: a keyboard process stayed ~8 MB larger than what it
+//! used. So before tract reads the graph, [`preload`] builds each `MatMulNBits` node's
+//! [`Q4Matrix`] from its initializers' bytes (the packed weights move, the scales are converted
+//! to f32) when nothing else reads those initializers, removes them from the graph and rewrites
+//! the node into a `NextwordMatMulQ4` whose inputs are the activations (and bias) only. tract's
+//! builder for that op ([`nextword_matmul_q4`]) takes the matrix from the [`Preloaded`] set of
+//! the parse running on this thread (tract's op builders are plain functions: a thread-local is
+//! how they can be handed something that is not in the graph).
+//!
+//! Anything unusual (a shared initializer such as the tied embedding, weights not in
+//! `raw_data`, a size that does not match `K`/`N`) leaves the node as it is, for the generic
+//! `MatMulNBits` path to convert or to refuse with its own error.
+
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use tract_onnx::model::ParsingContext;
+use tract_onnx::pb::tensor_proto::DataType;
+use tract_onnx::pb::{GraphProto, NodeProto, TensorProto};
+use tract_onnx::tract_hir::internal::*;
+
+use super::matmul_nbits::{self, MatMulNBits, MatMulNBitsQ4, ACCURACY_INT8, BLOCK_SIZE};
+use crate::kernels::{self, Q4Matrix};
+
+/// The op type [`preload`] gives the nodes it took the weights of.
+pub const OP_TYPE: &str = "NextwordMatMulQ4";
+
+thread_local! {
+    /// The matrices of the parse running on this thread, by the node's output (exports often
+    /// leave nodes unnamed; a value has one producer).
+    static PRELOADED: RefCell<HashMap<String, Arc<Q4Matrix>>> = RefCell::new(HashMap::new());
+}
+
+/// The matrices [`preload`] made, offered to this thread's `NextwordMatMulQ4` builders until
+/// dropped (drop it once tract has read the graph).
+#[must_use = "the preloaded weights are withdrawn when this is dropped"]
+#[derive(Debug)]
+pub struct Preloaded {
+    /// How many nodes were rewritten.
+    pub nodes: usize,
+}
+
+impl Drop for Preloaded {
+    fn drop(&mut self) {
+        PRELOADED.with(|p| p.borrow_mut().clear());
+    }
+}
+
+/// Rewrites the `MatMulNBits` nodes of `graph` whose weights it can take (see the module doc).
+pub fn preload(graph: &mut GraphProto) -> Preloaded {
+    let mut uses: HashMap<String, usize> = HashMap::new();
+    for name in graph.node.iter().flat_map(|n| &n.input) {
+        *uses.entry(name.clone()).or_default() += 1;
+    }
+    for out in &graph.output {
+        *uses.entry(out.name.clone()).or_default() += 1;
+    }
+    let index: HashMap<String, usize> = graph
+        .initializer
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.name.clone(), i))
+        .collect();
+    let mut matrices = HashMap::new();
+    let mut taken = HashSet::new();
+    for node in &mut graph.node {
+        let Some(output) = node.output.first().filter(|o| !o.is_empty()).cloned() else {
+            continue;
+        };
+        if node.op_type != "MatMulNBits"
+            || node.domain != "com.microsoft"
+            || matrices.contains_key(&output)
+        {
+            continue;
+        }
+        // Only initializers that this node alone reads.
+        let sole = |slot: usize| {
+            let name = node.input.get(slot).filter(|n| !n.is_empty())?;
+            (uses.get(name) == Some(&1)).then(|| index.get(name).copied())?
+        };
+        let (Some(b), Some(scales)) = (sole(1), sole(2)) else {
+            continue;
+        };
+        let has_zp = node.input.get(3).is_some_and(|n| !n.is_empty());
+        let zp = if has_zp {
+            match sole(3) {
+                Some(i) => Some(i),
+                None => continue,
+            }
+        } else {
+            None
+        };
+        let Some(matrix) = take_matrix(node, &mut graph.initializer, b, scales, zp) else {
+            continue;
+        };
+        taken.extend(node.input[1..=2 + has_zp as usize].iter().cloned());
+        let bias = node.input.get(5).filter(|n| !n.is_empty()).cloned();
+        node.input.truncate(1);
+        node.input.extend(bias);
+        node.op_type = OP_TYPE.into();
+        node.domain.clear();
+        matrices.insert(output, Arc::new(matrix));
+    }
+    graph.initializer.retain(|t| !taken.contains(&t.name));
+    let nodes = matrices.len();
+    PRELOADED.with(|p| *p.borrow_mut() = matrices);
+    Preloaded { nodes }
+}
+
+/// The node's matrix, its packed weights moved out of `inits[b]`; `None` (nothing taken)
+/// unless the node and its initializers are as the generic path would accept them.
+fn take_matrix(
+    node: &NodeProto,
+    inits: &mut [TensorProto],
+    b: usize,
+    scales: usize,
+    zp: Option<usize>,
+) -> Option<Q4Matrix> {
+    let spec = MatMulNBits::from_node(node).ok()?;
+    let blocks = spec.n.checked_mul(spec.k / BLOCK_SIZE)?;
+    let raw = |i: usize, dt: DataType, len: usize| {
+        let t = &inits[i];
+        (t.data_type == dt as i32 && t.raw_data.len() == len).then_some(())
+    };
+    raw(b, DataType::Uint8, blocks.checked_mul(BLOCK_SIZE / 2)?)?;
+    raw(scales, DataType::Float, blocks.checked_mul(4)?)?;
+    if let Some(zp) = zp {
+        raw(
+            zp,
+            DataType::Uint8,
+            spec.n * (spec.k / BLOCK_SIZE).div_ceil(2),
+        )?;
+    }
+    let scale_values: Vec<f32> = inits[scales]
+        .raw_data
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    let packed = Arc::new(std::mem::take(&mut inits[b].raw_data));
+    let zero_points = zp.map(|i| inits[i].raw_data.as_slice());
+    match Q4Matrix::from_shared(
+        spec.n,
+        spec.k,
+        packed.clone(),
+        Arc::new(scale_values),
+        zero_points,
+    ) {
+        Ok(matrix) => Some(matrix),
+        Err(_) => {
+            // Sizes were checked above, so this is not expected; give the bytes back to the
+            // graph for the generic path to report (the failed matrix released its clone).
+            if let Ok(bytes) = Arc::try_unwrap(packed) {
+                inits[b].raw_data = bytes;
+            }
+            None
+        }
+    }
+}
+
+/// ONNX builder registered as `NextwordMatMulQ4` (our `MatMulImpl` only).
+pub fn nextword_matmul_q4(
+    _ctx: &ParsingContext,
+    node: &NodeProto,
+) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
+    let output = node.output.first().map_or("", String::as_str);
+    let weights = PRELOADED
+        .with(|p| p.borrow().get(output).cloned())
+        .with_context(|| {
+            format!(
+                "{OP_TYPE} node {:?} ({output:?}): no preloaded weights (the op only exists \
+                 while nextword loads a model)",
+                node.name
+            )
+        })?;
+    let accuracy_level: i64 = node.get_attr_opt("accuracy_level")?.unwrap_or(0);
+    ensure!(
+        matches!(node.input.len(), 1 | 2),
+        "{OP_TYPE} node {:?}: expected 1 or 2 inputs, got {}",
+        node.name,
+        node.input.len()
+    );
+    Ok((
+        expand(PreloadedMatMul {
+            weights,
+            has_bias: node.input.len() == 2,
+            two_pass: accuracy_level != ACCURACY_INT8,
+        }),
+        vec![],
+    ))
+}
+
+/// The parsed node: [`MatMulNBitsQ4`] with its matrix already made.
+#[derive(Debug, Clone)]
+struct PreloadedMatMul {
+    weights: Arc<Q4Matrix>,
+    has_bias: bool,
+    two_pass: bool,
+}
+
+impl Expansion for PreloadedMatMul {
+    fn name(&self) -> StaticName {
+        OP_TYPE.into()
+    }
+
+    fn info(&self) -> TractResult<Vec<String>> {
+        Ok(vec![format!(
+            "K={} N={} bias={}",
+            self.weights.k(),
+            self.weights.n(),
+            self.has_bias
+        )])
+    }
+
+    fn rules<'r, 'p: 'r, 's: 'r>(
+        &'s self,
+        s: &mut Solver<'r>,
+        inputs: &'p [TensorProxy],
+        outputs: &'p [TensorProxy],
+    ) -> InferenceResult {
+        check_input_arity(inputs, 1 + self.has_bias as usize)?;
+        check_output_arity(outputs, 1)?;
+        let bias = self.has_bias.then_some(1);
+        matmul_nbits::shape_rules(s, inputs, outputs, self.weights.k(), self.weights.n(), bias)
+    }
+
+    fn wire(
+        &self,
+        prefix: &str,
+        model: &mut TypedModel,
+        inputs: &[OutletId],
+    ) -> TractResult<TVec<OutletId>> {
+        let bias = self.has_bias.then(|| inputs[1]);
+        matmul_nbits::wire_f32(prefix, model, inputs[0], bias, |model, a, bias| {
+            let op = MatMulNBitsQ4 {
+                weights: self.weights.clone(),
+                kernel: kernels::select(),
+                has_bias: bias.is_some(),
+                two_pass: self.two_pass,
+            };
+            let mut op_inputs = tvec![a];
+            op_inputs.extend(bias);
+            Ok(model.wire_node(prefix, op, &op_inputs)?[0])
+        })
+    }
+}
