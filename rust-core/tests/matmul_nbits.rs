@@ -36,6 +36,11 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
+fn fixture_proto(name: &str) -> pb::ModelProto {
+    let bytes = std::fs::read(fixture(name)).expect("fixture");
+    <pb::ModelProto as prost::Message>::decode(&bytes[..]).expect("fixture parses")
+}
+
 fn expected(name: &str) -> Value {
     let text = std::fs::read_to_string(fixture(name)).expect("fixture json");
     serde_json::from_str(&text).expect("fixture json parses")
@@ -172,8 +177,7 @@ fn tract_builtin_matches_onnxruntime() {
 /// ONNX Runtime's outputs, and the moved initializers are gone from the graph.
 #[test]
 fn preloaded_weights_match_onnxruntime() {
-    let bytes = std::fs::read(fixture("matmul_nbits.onnx")).unwrap();
-    let mut proto = <pb::ModelProto as prost::Message>::decode(&bytes[..]).unwrap();
+    let mut proto = fixture_proto("matmul_nbits.onnx");
     let graph = proto.graph.as_mut().unwrap();
     let preloaded = preload::preload(graph);
     assert_eq!(preloaded.nodes, 2);
@@ -191,12 +195,25 @@ fn preloaded_weights_match_onnxruntime() {
     check_matmul_nbits_model("nextword-preloaded", model);
 }
 
+/// A weight that is also listed as a graph input (as older exports do) is left to tract.
+#[test]
+fn weights_listed_as_graph_inputs_stay() {
+    let mut proto = fixture_proto("matmul_nbits.onnx");
+    let graph = proto.graph.as_mut().unwrap();
+    graph.input.push(pb::ValueInfoProto {
+        name: "zp_B".into(),
+        ..Default::default()
+    });
+    let preloaded = preload::preload(graph);
+    assert_eq!(preloaded.nodes, 1);
+    assert!(graph.initializer.iter().any(|t| t.name == "zp_B"));
+}
+
 /// A graph that names the preloaded op without weights preloaded for it (a crafted file, or
 /// a parse after the weights were withdrawn) is refused with an error, not a panic.
 #[test]
 fn preloaded_op_without_weights_is_refused() {
-    let bytes = std::fs::read(fixture("matmul_nbits.onnx")).unwrap();
-    let mut proto = <pb::ModelProto as prost::Message>::decode(&bytes[..]).unwrap();
+    let mut proto = fixture_proto("matmul_nbits.onnx");
     drop(preload::preload(proto.graph.as_mut().unwrap()));
     let err = onnx_framework(MatMulImpl::Nextword)
         .model_for_proto_model(&proto)

@@ -58,8 +58,10 @@ pub fn preload(graph: &mut GraphProto) -> Preloaded {
     for name in graph.node.iter().flat_map(|n| &n.input) {
         *uses.entry(name.clone()).or_default() += 1;
     }
-    for out in &graph.output {
-        *uses.entry(out.name.clone()).or_default() += 1;
+    // A graph input or output of the same name is a use too (older exports list their
+    // initializers as inputs): such weights stay where tract expects them.
+    for value in graph.input.iter().chain(&graph.output) {
+        *uses.entry(value.name.clone()).or_default() += 1;
     }
     let index: HashMap<String, usize> = graph
         .initializer
