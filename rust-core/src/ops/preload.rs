@@ -5,12 +5,13 @@
 //! twice while a bundle opens, and the copies are made after the file's buffer is freed, in
 //! heap memory the allocator then keeps (`nextword bench`: 21.1 MB of private memory after
 //! a replay, 17.2 MB without the copies). So before tract reads the graph, [`preload`] builds
-//! each `MatMulNBits` node's [`Q4Matrix`] from its initializers' bytes (the packed weights move, the scales are converted
-//! to f32) when nothing else reads those initializers, removes them from the graph and rewrites
-//! the node into a `NextwordMatMulQ4` whose inputs are the activations (and bias) only. tract's
-//! builder for that op ([`nextword_matmul_q4`]) takes the matrix from the [`Preloaded`] set of
-//! the parse running on this thread (tract's op builders are plain functions: a thread-local is
-//! how they can be handed something that is not in the graph).
+//! each `MatMulNBits` node's [`Q4Matrix`] from its initializers' bytes (the packed weights
+//! move, the scales are converted to f32) when nothing else reads those initializers, removes
+//! them from the graph and rewrites the node into a `NextwordMatMulQ4` whose inputs are the
+//! activations (and bias) only. tract's builder for that op ([`nextword_matmul_q4`]) takes the
+//! matrix from the [`Preloaded`] set of the parse running on this thread (tract's op builders
+//! are plain functions: a thread-local is how they can be handed something that is not in the
+//! graph).
 //!
 //! Anything unusual (a shared initializer such as the tied embedding, weights not in
 //! `raw_data`, a size that does not match `K`/`N`) leaves the node as it is, for the generic
@@ -90,14 +91,10 @@ pub fn preload(graph: &mut GraphProto) -> Preloaded {
             continue;
         };
         let has_zp = node.input.get(3).is_some_and(|n| !n.is_empty());
-        let zp = if has_zp {
-            match sole(3) {
-                Some(i) => Some(i),
-                None => continue,
-            }
-        } else {
-            None
-        };
+        let zp = sole(3);
+        if has_zp && zp.is_none() {
+            continue;
+        }
         let Some(matrix) = take_matrix(node, &mut graph.initializer, b, scales, zp) else {
             continue;
         };
