@@ -1,6 +1,6 @@
-//! Each W4A8 kernel this CPU has, on the layer shapes of the bundled English model
-//! (d_model 320, feed-forward 864, vocabulary 8192), with 1 activation row (a decode step or
-//! keystroke) and 20 rows (the 20-token context forward).
+//! Each W4A8 kernel this CPU has, in its own weight layout, on the layer shapes of the bundled
+//! English model (d_model 320, feed-forward 864, vocabulary 8192), with 1 activation row (a
+//! decode step or keystroke) and 20 rows (the 20-token context forward).
 //!
 //! Criterion prints two throughputs per case: `elem/s` counts multiply-adds as 2 operations
 //! (so `Gelem/s` reads as GOP/s), `B/s` counts the bytes of weights, scales and zero points
@@ -71,6 +71,8 @@ fn kernels(c: &mut Criterion) {
             let x = activations(m, k);
             let mut out = vec![0f32; m * n];
             for kernel in available() {
+                // Each kernel on the layout the model gives it (`Q4Kernel::layout`).
+                let w = w.clone().into_layout(kernel.layout());
                 group.bench_with_input(
                     BenchmarkId::new(kernel.name(), format!("{n}x{k}")),
                     &x,

@@ -16,8 +16,8 @@ use std::arch::aarch64::*;
 use std::arch::asm;
 
 use super::{
-    act_scale, check_matmul_args, quantize_acts, Q4Kernel, Q4Matrix, Q4View, QuantizedActs, BLOCK,
-    BLOCK_BYTES, MR, NR,
+    act_scale, check_matmul_args, quantize_acts, scalar_unless_row_blocks, Q4Kernel, Q4Matrix,
+    Q4View, QuantizedActs, BLOCK, BLOCK_BYTES, MR, NR,
 };
 
 pub(crate) fn neon_supported() -> bool {
@@ -44,6 +44,9 @@ impl Q4Kernel for Neon {
     fn matmul(&self, x: &[f32], m: usize, w: &Q4Matrix, out: &mut [f32]) {
         check_matmul_args(x, m, w, out);
         assert!(neon_supported(), "neon kernel used on a CPU without neon");
+        if scalar_unless_row_blocks(x, m, w, out) {
+            return;
+        }
         // SAFETY: neon present (checked above); shapes checked above.
         unsafe { matmul_neon(x, m, w, out) }
     }
@@ -60,6 +63,9 @@ impl Q4Kernel for DotProd {
             dotprod_supported(),
             "dotprod kernel used on a CPU without dotprod"
         );
+        if scalar_unless_row_blocks(x, m, w, out) {
+            return;
+        }
         // SAFETY: neon + dotprod present (checked above); shapes checked above.
         unsafe { matmul_dotprod(x, m, w, out) }
     }

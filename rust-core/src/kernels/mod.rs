@@ -164,22 +164,41 @@ pub enum KernelError {
 /// tensor, so that loading a model does not hold the weights twice.
 pub type Shared<T> = Arc<dyn AsRef<[T]> + Send + Sync>;
 
-/// A 4-bit weight matrix `[N, K]`, read in MatMulNBits' own layout (no repacking: the
-/// weight bytes can stay where the model loader put them).
+/// Rows of a [`Layout::Cols8`] group.
+const GROUP_ROWS: usize = 8;
+
+/// How a [`Q4Matrix`] orders its blocks. Every kernel reads [`Layout::RowBlocks`]; a kernel
+/// may read another one faster ([`Q4Kernel::layout`]), into which a matrix that owns its
+/// bytes is repacked once when the model is loaded ([`Q4Matrix::into_layout`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// MatMulNBits' own: row-major over `n`, then block, 16 bytes per block. Byte `i` holds
+    /// element `2i` in its low nibble and element `2i + 1` in its high nibble. The kernels
+    /// split a 16-byte load into low nibbles (the block's even elements) and high nibbles
+    /// (odd elements); the activations are put in that order once per call
+    /// (`kernel_order`), so no weight shuffle is needed. Scales and zero points one per
+    /// block, row-major. A matrix in this layout can borrow the model's own tensor.
+    RowBlocks,
+    /// Rows in groups of 8, interleaved per block: for each group and block, 4 chunks of 32
+    /// bytes, chunk `j` holding bytes `4j..4j + 4` of the block of each of the group's 8 rows,
+    /// in row order; scales and zero points `[group][block][row of the group]`. The last
+    /// group is padded with zero rows. One 32-byte load gives 8 output columns 8 weights
+    /// each, so a kernel's i32 lanes can be output columns: no horizontal sums, and one float
+    /// multiply-add per block for 8 outputs (the x86 AVX2 kernel's layout).
+    Cols8,
+}
+
+/// A 4-bit weight matrix `[N, K]` in one of the [`Layout`]s.
 ///
-/// * `qs`: 16 bytes per block, row-major over `n`, then block. Byte `i` holds element `2i`
-///   in its low nibble and element `2i + 1` in its high nibble. The kernels split a 16-byte
-///   load into low nibbles (the block's even elements) and high nibbles (odd elements); the
-///   activations are put in that order once per call ([`kernel_order`]), so no weight shuffle
-///   is needed (AVX2 puts the two halves in the two 128-bit lanes of a ymm, NEON uses two q
-///   registers).
-/// * `scales`: one f32 per block, contiguous per row.
+/// * `qs`: 16 bytes per block (see [`Layout`] for their order).
+/// * `scales`: one f32 per block.
 /// * `zps`: unpacked zero point (0..15) per block, one byte.
 #[derive(Clone)]
 pub struct Q4Matrix {
     n: usize,
     k: usize,
     nb: usize,
+    layout: Layout,
     qs: Shared<u8>,
     scales: Shared<f32>,
     zps: Vec<u8>,
@@ -280,6 +299,7 @@ impl Q4Matrix {
             n,
             k,
             nb,
+            layout: Layout::RowBlocks,
             qs: b,
             scales,
             zps,
@@ -315,11 +335,9 @@ impl Q4Matrix {
             "dequantize_row_into: bad row or length"
         );
         let view = self.view();
-        let blocks = view.row_qs(row).chunks_exact(BLOCK_BYTES);
-        let params = view.row_scales(row).iter().zip(view.row_zps(row));
-        for ((bytes, (&s, &z)), out) in blocks.zip(params).zip(out.chunks_exact_mut(BLOCK)) {
-            let z = f32::from(z);
-            for (&q, pair) in bytes.iter().zip(out.chunks_exact_mut(2)) {
+        for (b, out) in out.chunks_exact_mut(BLOCK).enumerate() {
+            let (s, z) = (view.scale(row, b), f32::from(view.zp(row, b)));
+            for (&q, pair) in view.block_qs(row, b).iter().zip(out.chunks_exact_mut(2)) {
                 pair[0] = (f32::from(q & 0x0F) - z) * s;
                 pair[1] = (f32::from(q >> 4) - z) * s;
             }
@@ -332,6 +350,49 @@ impl Q4Matrix {
         self.uniform_zp
     }
 
+    /// How the blocks are ordered.
+    pub fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    /// The same matrix in `layout` (itself if already so). Repacking copies the weights into
+    /// new buffers and releases this matrix's own: no extra memory once done for a matrix
+    /// that owned its bytes, a copy for one that borrows the model's tensor.
+    pub fn into_layout(self, layout: Layout) -> Q4Matrix {
+        if layout == self.layout {
+            return self;
+        }
+        let (n, nb) = (self.n, self.nb);
+        let rows = match layout {
+            Layout::RowBlocks => n,
+            Layout::Cols8 => n.div_ceil(GROUP_ROWS) * GROUP_ROWS,
+        };
+        let mut qs = vec![0u8; rows * nb * BLOCK_BYTES];
+        let mut scales = vec![0f32; rows * nb];
+        let mut zps = vec![0u8; rows * nb];
+        {
+            let view = self.view();
+            for row in 0..n {
+                for b in 0..nb {
+                    let (src, src_param) = block_offsets(self.layout, nb, row, b);
+                    let (dst, dst_param) = block_offsets(layout, nb, row, b);
+                    for (s, d) in src.into_iter().zip(dst) {
+                        qs[d..d + CHUNK].copy_from_slice(&view.qs[s..s + CHUNK]);
+                    }
+                    scales[dst_param] = view.scales[src_param];
+                    zps[dst_param] = view.zps[src_param];
+                }
+            }
+        }
+        Q4Matrix {
+            layout,
+            qs: Arc::new(qs),
+            scales: Arc::new(scales),
+            zps,
+            ..self
+        }
+    }
+
     /// The matrix's elements as plain slices, resolved once per kernel call: the kernels ask
     /// for rows thousands of times per call, too often for a dynamic call each.
     pub(crate) fn view(&self) -> Q4View<'_> {
@@ -339,9 +400,39 @@ impl Q4Matrix {
             n: self.n,
             k: self.k,
             nb: self.nb,
+            layout: self.layout,
             qs: (*self.qs).as_ref(),
             scales: (*self.scales).as_ref(),
             zps: &self.zps,
+        }
+    }
+}
+
+/// Bytes of a block that stay together in every [`Layout`].
+const CHUNK: usize = 4;
+
+/// Where block `b` of row `row` lies in `layout`: the offsets in `qs` of its 4 chunks of 4
+/// bytes (in order), and its index in `scales` and `zps`.
+#[inline]
+fn block_offsets(layout: Layout, nb: usize, row: usize, b: usize) -> ([usize; 4], usize) {
+    match layout {
+        Layout::RowBlocks => {
+            let base = (row * nb + b) * BLOCK_BYTES;
+            ([base, base + 4, base + 8, base + 12], row * nb + b)
+        }
+        Layout::Cols8 => {
+            let (group, r) = (row / GROUP_ROWS, row % GROUP_ROWS);
+            let chunk_bytes = GROUP_ROWS * CHUNK;
+            let base = (group * nb + b) * GROUP_ROWS * BLOCK_BYTES + r * CHUNK;
+            (
+                [
+                    base,
+                    base + chunk_bytes,
+                    base + 2 * chunk_bytes,
+                    base + 3 * chunk_bytes,
+                ],
+                (group * nb + b) * GROUP_ROWS + r,
+            )
         }
     }
 }
@@ -352,6 +443,7 @@ pub(crate) struct Q4View<'a> {
     n: usize,
     k: usize,
     nb: usize,
+    layout: Layout,
     qs: &'a [u8],
     scales: &'a [f32],
     zps: &'a [u8],
@@ -370,23 +462,87 @@ impl<'a> Q4View<'a> {
     pub(crate) fn blocks_per_row(&self) -> usize {
         self.nb
     }
+    /// The 16 bytes of block `b` of row `row`, in any layout.
     #[inline]
+    pub(crate) fn block_qs(&self, row: usize, b: usize) -> [u8; BLOCK_BYTES] {
+        let mut out = [0u8; BLOCK_BYTES];
+        let (chunks, _) = block_offsets(self.layout, self.nb, row, b);
+        for (dst, src) in out.chunks_exact_mut(CHUNK).zip(chunks) {
+            dst.copy_from_slice(&self.qs[src..src + CHUNK]);
+        }
+        out
+    }
+    #[inline]
+    pub(crate) fn scale(&self, row: usize, b: usize) -> f32 {
+        self.scales[block_offsets(self.layout, self.nb, row, b).1]
+    }
+    #[inline]
+    pub(crate) fn zp(&self, row: usize, b: usize) -> u8 {
+        self.zps[block_offsets(self.layout, self.nb, row, b).1]
+    }
+
+    // Whole rows, for the kernels that read [`Layout::RowBlocks`].
+    #[inline]
+    #[cfg_attr(
+        not(any(target_arch = "x86_64", target_arch = "aarch64")),
+        allow(dead_code)
+    )]
     pub(crate) fn row_qs(&self, row: usize) -> &'a [u8] {
+        debug_assert_eq!(self.layout, Layout::RowBlocks);
         &self.qs[row * self.nb * BLOCK_BYTES..(row + 1) * self.nb * BLOCK_BYTES]
     }
     #[inline]
+    #[cfg_attr(
+        not(any(target_arch = "x86_64", target_arch = "aarch64")),
+        allow(dead_code)
+    )]
     pub(crate) fn row_scales(&self, row: usize) -> &'a [f32] {
+        debug_assert_eq!(self.layout, Layout::RowBlocks);
         &self.scales[row * self.nb..(row + 1) * self.nb]
     }
     #[inline]
+    #[cfg_attr(
+        not(any(target_arch = "x86_64", target_arch = "aarch64")),
+        allow(dead_code)
+    )]
     pub(crate) fn row_zps(&self, row: usize) -> &'a [u8] {
+        debug_assert_eq!(self.layout, Layout::RowBlocks);
         &self.zps[row * self.nb..(row + 1) * self.nb]
+    }
+
+    // Groups of 8 rows, for the kernels that read [`Layout::Cols8`].
+    #[inline]
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    pub(crate) fn group_qs(&self, group: usize) -> &'a [u8] {
+        debug_assert_eq!(self.layout, Layout::Cols8);
+        let len = self.nb * GROUP_ROWS * BLOCK_BYTES;
+        &self.qs[group * len..(group + 1) * len]
+    }
+    #[inline]
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    pub(crate) fn group_scales(&self, group: usize) -> &'a [f32] {
+        debug_assert_eq!(self.layout, Layout::Cols8);
+        let len = self.nb * GROUP_ROWS;
+        &self.scales[group * len..(group + 1) * len]
+    }
+    #[inline]
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    pub(crate) fn group_zps(&self, group: usize) -> &'a [u8] {
+        debug_assert_eq!(self.layout, Layout::Cols8);
+        let len = self.nb * GROUP_ROWS;
+        &self.zps[group * len..(group + 1) * len]
     }
 }
 
 /// A W4A8 matmul implementation.
 pub trait Q4Kernel: Send + Sync + fmt::Debug {
     fn name(&self) -> &'static str;
+    /// The layout this kernel reads fastest (every kernel also reads
+    /// [`Layout::RowBlocks`]; one given a matrix in another layout hands it to the scalar
+    /// reference).
+    fn layout(&self) -> Layout {
+        Layout::RowBlocks
+    }
     /// `x`: `[m, k]` row-major f32, `out`: `[m, n]` row-major; overwrites `out`.
     ///
     /// Panics if `x.len() != m * w.k()` or `out.len() != m * w.n()`.
@@ -408,6 +564,21 @@ pub(crate) fn check_matmul_args(x: &[f32], m: usize, w: &Q4Matrix, out: &[f32]) 
         out.len(),
         w.n
     );
+}
+
+/// For the kernels that read only [`Layout::RowBlocks`]: when `w` is in another layout,
+/// computes `out` with the scalar reference (which reads every layout) and returns true.
+/// The model gives each kernel its own layout, so this only serves direct callers.
+#[cfg_attr(
+    not(any(target_arch = "x86_64", target_arch = "aarch64")),
+    allow(dead_code)
+)]
+pub(crate) fn scalar_unless_row_blocks(x: &[f32], m: usize, w: &Q4Matrix, out: &mut [f32]) -> bool {
+    if w.layout == Layout::RowBlocks {
+        return false;
+    }
+    scalar::SCALAR.matmul(x, m, w, out);
+    true
 }
 
 /// Activations quantized to int8, one scale per block of 32.

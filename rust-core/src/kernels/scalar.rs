@@ -1,9 +1,10 @@
 //! Portable reference kernel. Defines the exact arithmetic the SIMD kernels reproduce:
 //! integer block dot products with the zero point folded in exactly, f32 accumulation of
-//! `blockdot * (w_scale * a_scale)` over blocks in order.
+//! `blockdot * (w_scale * a_scale)` over blocks in order. Reads every [`Layout`].
 
 use super::{
-    check_matmul_args, quantize_acts, quantize_row_scalar, Q4Kernel, Q4Matrix, BLOCK, BLOCK_BYTES,
+    check_matmul_args, quantize_acts, quantize_row_scalar, Layout, Q4Kernel, Q4Matrix, BLOCK,
+    BLOCK_BYTES,
 };
 
 #[derive(Debug)]
@@ -18,6 +19,10 @@ impl Q4Kernel for Scalar {
 
     fn matmul(&self, x: &[f32], m: usize, w: &Q4Matrix, out: &mut [f32]) {
         check_matmul_args(x, m, w, out);
+        if w.layout() != Layout::RowBlocks {
+            // Not a layout the model gives this kernel: a copy in MatMulNBits' own.
+            return self.matmul(x, m, &w.clone().into_layout(Layout::RowBlocks), out);
+        }
         let w = w.view();
         let (n_total, k, nb) = (w.n(), w.k(), w.blocks_per_row());
         let acts = quantize_acts(x, m, k, quantize_row_scalar);

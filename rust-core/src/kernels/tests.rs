@@ -45,6 +45,14 @@ fn random_matrix(rng: &mut Rng, n: usize, k: usize, with_zp: bool) -> Q4Matrix {
     Q4Matrix::from_matmul_nbits(n, k, &b, &s, zp.as_deref()).unwrap()
 }
 
+/// `w` in every layout (MatMulNBits' own first).
+fn in_layouts(w: &Q4Matrix) -> [Q4Matrix; 2] {
+    [
+        w.clone().into_layout(Layout::RowBlocks),
+        w.clone().into_layout(Layout::Cols8),
+    ]
+}
+
 fn scalar() -> &'static dyn Q4Kernel {
     by_name("scalar").unwrap()
 }
@@ -78,12 +86,11 @@ fn float_ref(x: &[f32], m: usize, w: &Q4Matrix) -> (Vec<f64>, Vec<f64>) {
 /// products are exact in every kernel; differences between kernels are float rounding of
 /// sums of such terms, so this is the natural normaliser for their relative error.
 fn term_magnitude(acts: &QuantizedActs, r: usize, w: &Q4Matrix, j: usize) -> f64 {
-    let (k, nb) = (w.k, w.nb);
+    let (k, nb, view) = (w.k, w.nb, w.view());
     let mut t = 0f64;
     for b in 0..nb {
-        let i = j * nb + b;
-        let bytes = &(*w.qs).as_ref()[i * BLOCK_BYTES..(i + 1) * BLOCK_BYTES];
-        let zp = w.zps[i] as f64;
+        let bytes = view.block_qs(j, b);
+        let zp = view.zp(j, b) as f64;
         let mut s = 0f64;
         for e in 0..BLOCK {
             let q = if e < 16 {
@@ -93,7 +100,7 @@ fn term_magnitude(acts: &QuantizedActs, r: usize, w: &Q4Matrix, j: usize) -> f64
             } as f64;
             s += (acts.q[r * k + b * BLOCK + e] as f64).abs() * (q - zp).abs();
         }
-        t += (*w.scales).as_ref()[i].abs() as f64 * acts.scale[r * nb + b] as f64 * s;
+        t += view.scale(j, b).abs() as f64 * acts.scale[r * nb + b] as f64 * s;
     }
     t
 }
@@ -134,6 +141,35 @@ fn decodes_matmul_nbits_layout() {
     let w = Q4Matrix::from_matmul_nbits(1, 96, &b3, &[1.0; 3], Some(&[0x21, 0x03])).unwrap();
     let d = w.dequantize();
     assert_eq!((d[0], d[32], d[64]), (-1.0, -2.0, -3.0));
+}
+
+/// Repacking moves blocks, never changes them: the same weights, the same scalar results bit
+/// for bit, and back again; rows past a last partial group of 8 are padding only.
+#[test]
+fn layouts_hold_the_same_matrix() {
+    let mut rng = Rng::new(11);
+    for (n, nb, with_zp) in [(1, 1, false), (7, 3, true), (8, 2, false), (21, 27, true)] {
+        let k = nb * BLOCK;
+        let w = random_matrix(&mut rng, n, k, with_zp);
+        let x = rng.f32s(5 * k, -1.0, 1.0);
+        let reference = run(scalar(), &x, 5, &w);
+        for packed in in_layouts(&w) {
+            assert_eq!(packed.dequantize(), w.dequantize(), "{:?}", packed.layout());
+            assert_eq!(
+                run(scalar(), &x, 5, &packed),
+                reference,
+                "{:?}",
+                packed.layout()
+            );
+            let back = packed.into_layout(Layout::RowBlocks);
+            assert_eq!(back.view().qs, w.view().qs);
+            assert_eq!(back.view().scales, w.view().scales);
+            assert_eq!(back.view().zps, w.view().zps);
+        }
+        let cols8 = w.clone().into_layout(Layout::Cols8);
+        assert_eq!(cols8.view().qs.len(), n.div_ceil(8) * 8 * nb * BLOCK_BYTES);
+        assert_eq!(cols8.uniform_zero_point(), w.uniform_zero_point());
+    }
 }
 
 #[test]
@@ -346,17 +382,16 @@ fn two_pass_matches_float() {
 fn zero_rows_and_odd_tiles() {
     let mut rng = Rng::new(3);
     let (m, n, k) = (6, 5, 96);
-    let w = random_matrix(&mut rng, n, k, true);
     let mut x = rng.f32s(m * k, -1.0, 1.0);
     x[k..2 * k].fill(0.0); // an all-zero row quantizes to scale 0 and gives exact zeros
-    for kernel in available() {
-        let y = run(kernel, &x, m, &w);
-        assert!(y[n..2 * n].iter().all(|&v| v == 0.0), "{}", kernel.name());
-        assert!(y.iter().all(|v| v.is_finite()), "{}", kernel.name());
-    }
-    // m = 0 is a no-op.
-    for kernel in available() {
-        kernel.matmul(&[], 0, &w, &mut []);
+    for w in in_layouts(&random_matrix(&mut rng, n, k, true)) {
+        for kernel in available() {
+            let y = run(kernel, &x, m, &w);
+            assert!(y[n..2 * n].iter().all(|&v| v == 0.0), "{}", kernel.name());
+            assert!(y.iter().all(|v| v.is_finite()), "{}", kernel.name());
+            // m = 0 is a no-op.
+            kernel.matmul(&[], 0, &w, &mut []);
+        }
     }
 }
 
@@ -370,21 +405,25 @@ fn rows_do_not_depend_on_batch() {
     for (n, nb) in [(13, 3), (8, 2), (9, 27)] {
         let k = nb * BLOCK;
         for with_zp in [false, true] {
-            let w = random_matrix(&mut rng, n, k, with_zp);
             let m = 11;
+            let matrix = random_matrix(&mut rng, n, k, with_zp);
             let x = rng.f32s(m * k, -1.0, 1.0);
-            for kernel in available() {
+            for (w, kernel) in in_layouts(&matrix)
+                .iter()
+                .flat_map(|w| available().into_iter().map(move |kr| (w, kr)))
+            {
                 let alone: Vec<Vec<f32>> = (0..m)
-                    .map(|r| run(kernel, &x[r * k..(r + 1) * k], 1, &w))
+                    .map(|r| run(kernel, &x[r * k..(r + 1) * k], 1, w))
                     .collect();
                 for batch in 2..=m {
-                    let y = run(kernel, &x[..batch * k], batch, &w);
+                    let y = run(kernel, &x[..batch * k], batch, w);
                     for (r, row) in alone.iter().take(batch).enumerate() {
                         assert_eq!(
                             &y[r * n..(r + 1) * n],
                             &row[..],
-                            "{}: row {r} of {batch}, n={n} k={k} zp={with_zp}",
-                            kernel.name()
+                            "{} on {:?}: row {r} of {batch}, n={n} k={k} zp={with_zp}",
+                            kernel.name(),
+                            w.layout()
                         );
                     }
                 }
@@ -433,7 +472,8 @@ fn kernels_agree_on_ties() {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
 
-    /// Every available SIMD kernel vs scalar: |diff| <= 1e-4 * (magnitude of the summed terms).
+    /// Every available SIMD kernel vs scalar, on every layout: |diff| <= 1e-4 * (magnitude of
+    /// the summed terms).
     #[test]
     fn simd_kernels_match_scalar(
         n in 1usize..20,
@@ -449,16 +489,18 @@ proptest! {
         let x = rng.f32s(m * k, -x_range, x_range);
         let acts = quantize_acts(&x, m, k, quantize_row_scalar);
         let y0 = run(scalar(), &x, m, &w);
-        for kernel in available().into_iter().skip(1) {
-            let y = run(kernel, &x, m, &w);
+        let layouts = in_layouts(&w);
+        let simd = available().into_iter().skip(1);
+        for (w, kernel) in layouts.iter().flat_map(|w| simd.clone().map(move |kr| (w, kr))) {
+            let y = run(kernel, &x, m, w);
             for r in 0..m {
                 for j in 0..n {
                     let i = r * n + j;
-                    let tol = 1e-4 * term_magnitude(&acts, r, &w, j) + 1e-30;
+                    let tol = 1e-4 * term_magnitude(&acts, r, w, j) + 1e-30;
                     prop_assert!(
                         ((y[i] - y0[i]) as f64).abs() <= tol,
-                        "{} vs scalar: m={} n={} k={} [{},{}]: {} vs {} (tol {})",
-                        kernel.name(), m, n, k, r, j, y[i], y0[i], tol
+                        "{} on {:?} vs scalar: m={} n={} k={} [{},{}]: {} vs {} (tol {})",
+                        kernel.name(), w.layout(), m, n, k, r, j, y[i], y0[i], tol
                     );
                 }
             }
@@ -520,6 +562,7 @@ fn timing() {
         let x = rng.f32s(m * k, -1.0, 1.0);
         let mut out = vec![0f32; m * n];
         for kernel in available() {
+            let w = w.clone().into_layout(kernel.layout());
             kernel.matmul(&x, m, &w, &mut out);
             // Per-call times; report the minimum (least disturbed by other load on the
             // machine) and the median.

@@ -16,12 +16,18 @@
 //! Rows are tiled as described in `drive_rows!` (mod.rs): 4 activation rows share each
 //! unpacked weight block when m > 1 (VNNI, with 32 registers: 4 activation rows x 2 weight
 //! rows), 4 weight rows share each activation load when m = 1.
+//!
+//! AVX2 reads the weights the model repacks for it, [`Layout::Cols8`], faster (measured on
+//! the model's shapes: about 2x, `kernels` bench): there its lanes are 8 output columns
+//! ([`tile_avx2_cols8`]), so there are no horizontal sums and the float work (convert, scale
+//! product, FMA) is done once per block for 8 outputs instead of once per 2 blocks per output.
+//! It keeps the row-major path for matrices left in the file's order (the tied LM head).
 
 use std::arch::x86_64::*;
 
 use super::{
-    act_scale, check_matmul_args, quantize_acts, Q4Kernel, Q4Matrix, Q4View, QuantizedActs, BLOCK,
-    BLOCK_BYTES, MR, NR,
+    act_scale, check_matmul_args, quantize_acts, scalar_unless_row_blocks, Layout, Q4Kernel,
+    Q4Matrix, Q4View, QuantizedActs, BLOCK, BLOCK_BYTES, GROUP_ROWS, MR, NR,
 };
 
 pub(crate) fn avx2_supported() -> bool {
@@ -49,6 +55,10 @@ impl Q4Kernel for Avx2 {
         "avx2"
     }
 
+    fn layout(&self) -> Layout {
+        Layout::Cols8
+    }
+
     fn matmul(&self, x: &[f32], m: usize, w: &Q4Matrix, out: &mut [f32]) {
         check_matmul_args(x, m, w, out);
         // Cheap (cached) check that keeps this safe fn sound even if the static leaked out.
@@ -57,7 +67,12 @@ impl Q4Kernel for Avx2 {
             "avx2 kernel used on a CPU without avx2/fma"
         );
         // SAFETY: avx2 + fma are present (checked above); shapes checked above.
-        unsafe { matmul_avx2(x, m, w, out) }
+        unsafe {
+            match w.layout() {
+                Layout::Cols8 => matmul_avx2_cols8(x, m, w, out),
+                Layout::RowBlocks => matmul_avx2(x, m, w, out),
+            }
+        }
     }
 }
 
@@ -72,6 +87,9 @@ impl Q4Kernel for Avx512Vnni {
             avx512vnni_supported(),
             "avx512vnni kernel used on a CPU without avx512 vnni"
         );
+        if scalar_unless_row_blocks(x, m, w, out) {
+            return;
+        }
         // SAFETY: all enabled features are present (checked above); shapes checked above.
         unsafe { matmul_vnni(x, m, w, out) }
     }
@@ -268,6 +286,118 @@ unsafe fn matmul_avx2(x: &[f32], m: usize, w: &Q4Matrix, out: &mut [f32]) {
         drive_rows!(w, &aq, &terms, m, tile_avx2[true], 1, out);
     } else {
         drive_rows!(w, &aq, &terms, m, tile_avx2[false], 1, out);
+    }
+}
+
+/// [`Layout::Cols8`]: `sum_b w_scale_b * a_scale_tb * sum_i (q[b,i] - zp_b) * a_t[b,i]` for R
+/// activation rows x the 8 weight rows (output columns) of `group`, one per i32 / f32 lane.
+/// Per block, chunk `j`'s 32-byte load holds 8 weights of each column (low nibbles: the
+/// chunk's even elements, high nibbles: its odd ones); `vpmaddubsw` by the 4 matching int8
+/// activations broadcast to every lane gives i16 pairs; the block's 8 of them are summed in
+/// i16 (each <= 2 * 15 * 127 in magnitude, the 8 <= 30480: no overflow), `vpmaddwd` by ones
+/// widens them to the column's block dot product `sum(q * a)`, from which the zero-point term
+/// `zp * sum(a)` comes off exactly. One convert and one FMA per block for 8 outputs, the sum
+/// over blocks in block order in each lane: a row's outputs do not depend on `R`.
+/// `a_sums`: per row and block `sum(a)`, times the matrix's single zero point if `UNIFORM`.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn tile_avx2_cols8<const R: usize, const UNIFORM: bool>(
+    w: &Q4View,
+    group: usize,
+    acts: [*const i8; R],
+    a_scales: [*const f32; R],
+    a_sums: [*const i32; R],
+) -> [__m256; R] {
+    let qs = w.group_qs(group).as_ptr();
+    let scales = w.group_scales(group).as_ptr();
+    let zps = w.group_zps(group).as_ptr();
+    let nibble = _mm256_set1_epi8(0x0F);
+    let ones = _mm256_set1_epi16(1);
+    let mut acc = [_mm256_setzero_ps(); R];
+    for b in 0..w.blocks_per_row() {
+        let q = qs.add(b * GROUP_ROWS * BLOCK_BYTES);
+        let mut p16 = [_mm256_setzero_si256(); R];
+        for j in 0..4 {
+            let v = _mm256_loadu_si256(q.add(j * 32) as *const __m256i);
+            let lo = _mm256_and_si256(v, nibble);
+            let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(v), nibble);
+            for t in 0..R {
+                // The block's activations in kernel order: even elements, then odd ones.
+                let a = acts[t].add(b * BLOCK);
+                let even = _mm256_set1_epi32((a.add(4 * j) as *const i32).read_unaligned());
+                let odd = (a.add(BLOCK_BYTES + 4 * j) as *const i32).read_unaligned();
+                let pair = _mm256_add_epi16(
+                    _mm256_maddubs_epi16(lo, even),
+                    _mm256_maddubs_epi16(hi, _mm256_set1_epi32(odd)),
+                );
+                p16[t] = _mm256_add_epi16(p16[t], pair);
+            }
+        }
+        let d = _mm256_loadu_ps(scales.add(b * GROUP_ROWS));
+        let zp = if UNIFORM {
+            _mm256_setzero_si256()
+        } else {
+            _mm256_cvtepu8_epi32(_mm_loadl_epi64(zps.add(b * GROUP_ROWS) as *const __m128i))
+        };
+        for t in 0..R {
+            let sum = _mm256_set1_epi32(*a_sums[t].add(b));
+            let zp_term = if UNIFORM {
+                sum
+            } else {
+                _mm256_mullo_epi32(zp, sum)
+            };
+            let dot = _mm256_sub_epi32(_mm256_madd_epi16(p16[t], ones), zp_term);
+            let scale = _mm256_mul_ps(d, _mm256_set1_ps(*a_scales[t].add(b)));
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), scale, acc[t]);
+        }
+    }
+    acc
+}
+
+#[target_feature(enable = "avx2,fma")]
+unsafe fn matmul_avx2_cols8(x: &[f32], m: usize, w: &Q4Matrix, out: &mut [f32]) {
+    let (n, k) = (w.n(), w.k());
+    let nb = k / BLOCK;
+    let acts = quantize_avx2(x, m, k);
+    let factor = w.uniform_zero_point().map_or(1, i32::from);
+    let sums: Vec<i32> = acts
+        .q
+        .chunks_exact(BLOCK)
+        .map(|a| factor * a.iter().map(|&v| i32::from(v)).sum::<i32>())
+        .collect();
+    let view = w.view();
+    for group in 0..n.div_ceil(GROUP_ROWS) {
+        let (col0, cols) = (group * GROUP_ROWS, (n - group * GROUP_ROWS).min(GROUP_ROWS));
+        let mut r0 = 0;
+        // Four activation rows share each unpacked weight chunk; the 1-3 left over go
+        // through the same tile with fewer rows.
+        macro_rules! rows {
+            ($R:expr) => {{
+                let a: [_; $R] = core::array::from_fn(|t| acts.q[(r0 + t) * k..].as_ptr());
+                let s: [_; $R] = core::array::from_fn(|t| acts.scale[(r0 + t) * nb..].as_ptr());
+                let z: [_; $R] = core::array::from_fn(|t| sums[(r0 + t) * nb..].as_ptr());
+                let acc = if w.uniform_zero_point().is_some() {
+                    tile_avx2_cols8::<$R, true>(&view, group, a, s, z)
+                } else {
+                    tile_avx2_cols8::<$R, false>(&view, group, a, s, z)
+                };
+                for (t, acc) in acc.into_iter().enumerate() {
+                    let mut lanes = [0f32; GROUP_ROWS];
+                    _mm256_storeu_ps(lanes.as_mut_ptr(), acc);
+                    out[(r0 + t) * n + col0..][..cols].copy_from_slice(&lanes[..cols]);
+                }
+            }};
+        }
+        while r0 + 4 <= m {
+            rows!(4);
+            r0 += 4;
+        }
+        match m - r0 {
+            0 => {}
+            1 => rows!(1),
+            2 => rows!(2),
+            _ => rows!(3),
+        }
     }
 }
 

@@ -28,6 +28,7 @@ pub mod rope;
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use tract_onnx::model::ParsingContext;
 use tract_onnx::pb::NodeProto;
@@ -38,7 +39,7 @@ use tract_onnx::tract_hir::internal::{
 };
 use tract_onnx::Onnx;
 
-use crate::kernels::Q4Kernel;
+use crate::kernels::{Layout, Q4Kernel};
 
 pub use gather_block_quantized::GatherQ4;
 pub use matmul_nbits::{MatMulNBitsQ4, MatMulNBitsUnpacked};
@@ -197,12 +198,18 @@ fn builtin_builder(op: &str) -> OpBuilder {
         .unwrap_or_else(|| panic!("tract-onnx registers {op}"))
 }
 
-/// Switches every nextword `MatMulNBits` node of a typed (e.g. optimized) model to `kernel`.
-/// Returns how many nodes were changed. Call it before building the plan.
+/// Switches every nextword `MatMulNBits` node of a typed (e.g. optimized) model to `kernel`,
+/// repacking weights held in another kernel's layout into `kernel`'s (those in MatMulNBits'
+/// own layout stay: every kernel reads it). Returns how many nodes were changed. Call it
+/// before building the plan.
 pub fn set_kernel(model: &mut TypedModel, kernel: &'static dyn Q4Kernel) -> usize {
     let mut count = 0;
     for node in model.nodes_mut() {
         if let Some(op) = node.op_as_mut::<MatMulNBitsQ4>() {
+            let layout = op.weights.layout();
+            if layout != kernel.layout() && layout != Layout::RowBlocks {
+                op.weights = Arc::new((*op.weights).clone().into_layout(kernel.layout()));
+            }
             op.kernel = kernel;
             count += 1;
         } else if let Some(op) = node.op_as_mut::<MatMulNBitsUnpacked>() {

@@ -150,7 +150,12 @@ fn take_matrix(
         Arc::new(scale_values),
         zero_points,
     ) {
-        Ok(matrix) => Some(matrix),
+        // The op runs `kernels::select()`: its layout, now that the bytes are ours (the
+        // moved buffer is released as soon as it is repacked).
+        Ok(matrix) => {
+            drop(packed);
+            Some(matrix.into_layout(kernels::select().layout()))
+        }
         Err(_) => {
             // Sizes were checked above, so this is not expected; give the bytes back to the
             // graph for the generic path to report (the failed matrix released its clone).
