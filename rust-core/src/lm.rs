@@ -104,8 +104,13 @@ impl LanguageModel {
                 fused.rope
             );
             if matmul == MatMulImpl::Nextword {
+                let t = std::time::Instant::now();
                 let taken = preload::preload(graph);
-                log::debug!("weights of {} MatMulNBits nodes moved", taken.nodes);
+                log::debug!(
+                    "weights of {} MatMulNBits nodes moved and repacked in {:?}",
+                    taken.nodes,
+                    t.elapsed()
+                );
                 preloaded = Some(taken);
             }
         }
