@@ -21,7 +21,8 @@
 //! # Kernels
 //!
 //! * `scalar`: portable reference, always available.
-//! * `avx2` (x86_64, avx2 + fma): `vpmaddubsw` u8 x i8 (nibbles stay unsigned 0..15).
+//! * `avx2` (x86_64, avx2 + fma): `vpmaddubsw` u8 x i8 (nibbles stay unsigned 0..15), on
+//!   weights repacked into its own [`Layout::Cols8`].
 //! * `avx512vnni` (x86_64, avx512f/bw/vl + avx512vnni): `vpdpbusd` of raw nibbles, four
 //!   blocks per 64-byte weight load.
 //! * `neon` (aarch64): nibbles minus zero point as signed i8, `smull`/`smlal` + `saddlp`.
@@ -483,28 +484,16 @@ impl<'a> Q4View<'a> {
 
     // Whole rows, for the kernels that read [`Layout::RowBlocks`].
     #[inline]
-    #[cfg_attr(
-        not(any(target_arch = "x86_64", target_arch = "aarch64")),
-        allow(dead_code)
-    )]
     pub(crate) fn row_qs(&self, row: usize) -> &'a [u8] {
         debug_assert_eq!(self.layout, Layout::RowBlocks);
         &self.qs[row * self.nb * BLOCK_BYTES..(row + 1) * self.nb * BLOCK_BYTES]
     }
     #[inline]
-    #[cfg_attr(
-        not(any(target_arch = "x86_64", target_arch = "aarch64")),
-        allow(dead_code)
-    )]
     pub(crate) fn row_scales(&self, row: usize) -> &'a [f32] {
         debug_assert_eq!(self.layout, Layout::RowBlocks);
         &self.scales[row * self.nb..(row + 1) * self.nb]
     }
     #[inline]
-    #[cfg_attr(
-        not(any(target_arch = "x86_64", target_arch = "aarch64")),
-        allow(dead_code)
-    )]
     pub(crate) fn row_zps(&self, row: usize) -> &'a [u8] {
         debug_assert_eq!(self.layout, Layout::RowBlocks);
         &self.zps[row * self.nb..(row + 1) * self.nb]
