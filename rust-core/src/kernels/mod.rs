@@ -499,27 +499,18 @@ impl<'a> Q4View<'a> {
         &self.zps[row * self.nb..(row + 1) * self.nb]
     }
 
-    // Groups of 8 rows, for the kernels that read [`Layout::Cols8`].
+    /// Group `group` of a [`Layout::Cols8`] matrix: its weight bytes, scales and zero points.
     #[inline]
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-    pub(crate) fn group_qs(&self, group: usize) -> &'a [u8] {
+    pub(crate) fn group(&self, group: usize) -> (&'a [u8], &'a [f32], &'a [u8]) {
         debug_assert_eq!(self.layout, Layout::Cols8);
-        let len = self.nb * GROUP_ROWS * BLOCK_BYTES;
-        &self.qs[group * len..(group + 1) * len]
-    }
-    #[inline]
-    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-    pub(crate) fn group_scales(&self, group: usize) -> &'a [f32] {
-        debug_assert_eq!(self.layout, Layout::Cols8);
-        let len = self.nb * GROUP_ROWS;
-        &self.scales[group * len..(group + 1) * len]
-    }
-    #[inline]
-    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-    pub(crate) fn group_zps(&self, group: usize) -> &'a [u8] {
-        debug_assert_eq!(self.layout, Layout::Cols8);
-        let len = self.nb * GROUP_ROWS;
-        &self.zps[group * len..(group + 1) * len]
+        let params = self.nb * GROUP_ROWS;
+        let bytes = params * BLOCK_BYTES;
+        (
+            &self.qs[group * bytes..(group + 1) * bytes],
+            &self.scales[group * params..(group + 1) * params],
+            &self.zps[group * params..(group + 1) * params],
+        )
     }
 }
 

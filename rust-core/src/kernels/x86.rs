@@ -308,9 +308,8 @@ unsafe fn tile_avx2_cols8<const R: usize, const UNIFORM: bool>(
     a_scales: [*const f32; R],
     a_sums: [*const i32; R],
 ) -> [__m256; R] {
-    let qs = w.group_qs(group).as_ptr();
-    let scales = w.group_scales(group).as_ptr();
-    let zps = w.group_zps(group).as_ptr();
+    let (qs, scales, zps) = w.group(group);
+    let (qs, scales, zps) = (qs.as_ptr(), scales.as_ptr(), zps.as_ptr());
     let nibble = _mm256_set1_epi8(0x0F);
     let ones = _mm256_set1_epi16(1);
     let mut acc = [_mm256_setzero_ps(); R];
