@@ -367,8 +367,11 @@ def main():
     env = dict(os.environ, OMP_NUM_THREADS="1", RAYON_NUM_THREADS="1")
     with tempfile.TemporaryDirectory(prefix="nextword-peers-") as tmp:
         tmp = Path(tmp)
-        inputs = tmp / "inputs.json"
-        inputs.write_text(json.dumps(make_inputs(args.bundle, args.text, args.max_windows)))
+        # The held-out windows are only scored in the first round (the second file has none).
+        data = make_inputs(args.bundle, args.text, args.max_windows)
+        inputs, timing_only = tmp / "inputs.json", tmp / "inputs-timing.json"
+        inputs.write_text(json.dumps(data))
+        timing_only.write_text(json.dumps(dict(data, windows=[])))
         acc0, acc4, fp32 = tmp / "acc0.onnx", tmp / "acc4.onnx", tmp / "fp32.onnx"
         with_accuracy_level(model, acc0, 0)
         with_accuracy_level(model, acc4, 4)
@@ -378,28 +381,27 @@ def main():
         else:
             dequantized_fp32(model, fp32)
             fp32_source = "4-bit weights dequantized to fp32"
-        nw = [str(args.nextword), "bench-model", "--bundle", str(args.bundle), "--inputs", str(inputs),
-              "--iterations", str(args.iterations), "--json"]
-        worker = [sys.executable, str(Path(__file__).resolve()), "ort-worker", "--inputs", str(inputs),
-                  "--manifest", str(manifest_path), "--iterations", str(args.iterations), "--model"]
-        commands = {
-            "nextword": nw + ["--matmul", "nextword"],
-            "tract_builtin": nw + ["--matmul", "tract"],
-            "onnxruntime": worker + [str(acc0)],
-            "onnxruntime_acc4": worker + [str(acc4)],
-            "fp32": worker + [str(fp32)],
-        }
+
+        def command(peer, inp):
+            nw = [str(args.nextword), "bench-model", "--bundle", str(args.bundle), "--inputs", str(inp),
+                  "--iterations", str(args.iterations), "--json", "--matmul"]
+            worker = [sys.executable, str(Path(__file__).resolve()), "ort-worker", "--inputs", str(inp),
+                      "--manifest", str(manifest_path), "--iterations", str(args.iterations), "--model"]
+            return {
+                "nextword": nw + ["nextword"],
+                "tract_builtin": nw + ["tract"],
+                "onnxruntime": worker + [str(acc0)],
+                "onnxruntime_acc4": worker + [str(acc4)],
+                "fp32": worker + [str(fp32)],
+            }[peer]
+
         # Rounds, each peer once per round in a rotated order, so that a slow spell of this
         # shared machine falls on every peer rather than on one: the ratios are what the run
-        # is for. The held-out windows are only scored in the first round.
-        timing_only = tmp / "inputs-timing.json"
-        timing_only.write_text(json.dumps(dict(json.loads(inputs.read_text()), windows=[])))
+        # is for.
         runs = {p: [] for p in PEERS}
         for rnd in range(args.rounds):
             for p in PEERS[rnd % len(PEERS):] + PEERS[:rnd % len(PEERS)]:
-                inp = inputs if rnd == 0 else timing_only
-                cmd = [str(inp) if a == str(inputs) else a for a in commands[p]]
-                runs[p].append(run_peer(cmd, env))
+                runs[p].append(run_peer(command(p, inputs if rnd == 0 else timing_only), env))
         results = {p: merged(runs[p]) for p in PEERS}
     ref = results["fp32"]["top5"]
     agree = {p: agreement(ref, results[p]["top5"]) for p in PEERS}
