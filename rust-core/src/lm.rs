@@ -99,9 +99,11 @@ impl LanguageModel {
         if let Some(graph) = proto.graph.as_mut() {
             let fused = fusion::fuse(graph);
             log::debug!(
-                "fused {} attention and {} rope patterns",
+                "fused {} attention, {} rope, {} RMS norm and {} SwiGLU patterns",
                 fused.attention,
-                fused.rope
+                fused.rope,
+                fused.rms_norm,
+                fused.swiglu
             );
             if matmul == MatMulImpl::Nextword {
                 let t = std::time::Instant::now();

@@ -5,7 +5,9 @@
 //! * rotary embedding, seven nodes per layer -> [`NextwordRope`](super::rope);
 //! * the KV cache: the attention reads each layer's cached keys and values in place, and
 //!   one [`NextwordKvPresent`](super::kv_present) builds the extended cache (six nodes per
-//!   layer and a final concatenation fewer).
+//!   layer and a final concatenation fewer);
+//! * RMS normalization with its gain, six nodes per norm -> [`NextwordRmsNorm`](super::rms_norm);
+//! * the feed-forward gate, five nodes per layer -> [`NextwordSwiGlu`](super::swiglu).
 //!
 //! Each pattern matches only as written below, with every intermediate value used once
 //! (so nothing else reads what the fused op no longer computes); anything else is left as
@@ -26,6 +28,8 @@ pub struct Fused {
     pub rope: usize,
     /// Layers whose cache the attention reads in place (all or none).
     pub kv_cache: usize,
+    pub rms_norm: usize,
+    pub swiglu: usize,
 }
 
 /// Rewrites `graph` in place.
@@ -33,10 +37,14 @@ pub fn fuse(graph: &mut GraphProto) -> Fused {
     let attention = rewrite(graph, match_attention);
     let rope = rewrite(graph, match_rope);
     let kv_cache = fuse_kv_cache(graph);
+    let rms_norm = rewrite(graph, match_rms_norm);
+    let swiglu = rewrite(graph, match_swiglu);
     Fused {
         attention,
         rope,
         kv_cache,
+        rms_norm,
+        swiglu,
     }
 }
 
@@ -441,6 +449,121 @@ fn match_rope(view: &View, i: usize) -> Option<Match> {
     })
 }
 
+/// `Mul(Div(x, Sqrt(Add(ReduceMean(Mul(x, x), axes [-1], keepdims 1), eps))), gain)` with
+/// `eps` a scalar and `gain` a one-axis f32 initializer, matched at the last Mul.
+fn match_rms_norm(view: &View, i: usize) -> Option<Match> {
+    let out = &view.graph.node[i];
+    if out.op_type != "Mul"
+        || !out.domain.is_empty()
+        || out.input.len() != 2
+        || out.output.len() != 1
+    {
+        return None;
+    }
+    let (div_name, gain) = out.input.iter().find_map(|x| {
+        let gain = other(out, x)?;
+        let t = view.initializer(gain)?;
+        let is_gain = t.dims.len() == 1 && t.data_type == DataType::Float as i32;
+        (is_gain && view.sole(x, "Div").is_some()).then_some((x, gain))
+    })?;
+    let (div_i, div) = view.sole(div_name, "Div")?;
+    let [x, root] = div.input.as_slice() else {
+        return None;
+    };
+    let (sqrt_i, sqrt) = view.sole(root, "Sqrt")?;
+    let (add_i, add) = view.sole(sqrt.input.first()?, "Add")?;
+    let (mean_name, eps) = add.input.iter().find_map(|m| {
+        let eps = view.scalar_f32(other(add, m)?)?;
+        view.sole(m, "ReduceMean").map(|_| (m, eps))
+    })?;
+    let (mean_i, mean) = view.sole(mean_name, "ReduceMean")?;
+    if mean.input.len() != 1
+        || attr(mean, "axes").map(|a| a.ints.as_slice()) != Some(&[-1])
+        || attr(mean, "keepdims").map_or(1, |a| a.i) != 1
+    {
+        return None;
+    }
+    let (square_i, square) = view.sole(&mean.input[0], "Mul")?;
+    if square.input.as_slice() != [x.clone(), x.clone()] {
+        return None;
+    }
+    let node = NodeProto {
+        name: format!("{}.rms_norm", out.output[0]),
+        op_type: "NextwordRmsNorm".into(),
+        input: vec![x.clone(), gain.to_string()],
+        output: out.output.clone(),
+        attribute: vec![AttributeProto {
+            name: "epsilon".into(),
+            r#type: AttributeType::Float as i32,
+            f: eps,
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    Some(Match {
+        remove: vec![square_i, mean_i, add_i, sqrt_i, div_i, i],
+        node,
+    })
+}
+
+/// `Mul(Mul(a, Sigmoid(a)), b)` with `a = Slice(x, 0, f, -1)` and `b = Slice(x, f, 2f, -1)`,
+/// matched at the last Mul.
+fn match_swiglu(view: &View, i: usize) -> Option<Match> {
+    let out = &view.graph.node[i];
+    if out.op_type != "Mul"
+        || !out.domain.is_empty()
+        || out.input.len() != 2
+        || out.output.len() != 1
+    {
+        return None;
+    }
+    let (silu_name, b) = out
+        .input
+        .iter()
+        .find_map(|x| Some((x, other(out, x)?)).filter(|(x, _)| view.sole(x, "Mul").is_some()))?;
+    let (silu_i, silu) = view.sole(silu_name, "Mul")?;
+    let (a, sigmoid_name) = silu.input.iter().find_map(|s| {
+        Some((other(silu, s)?, s)).filter(|(_, s)| view.sole(s, "Sigmoid").is_some())
+    })?;
+    let (sigmoid_i, sigmoid) = view.sole(sigmoid_name, "Sigmoid")?;
+    // `a` feeds the sigmoid and the product only, `b` the last Mul only.
+    if sigmoid.input.as_slice() != [a.to_string()]
+        || view.uses.get(a) != Some(&2)
+        || view.uses.get(b) != Some(&1)
+    {
+        return None;
+    }
+    let (&a_i, &b_i) = (view.producer.get(a)?, view.producer.get(b)?);
+    let (a_slice, b_slice) = (&view.graph.node[a_i], &view.graph.node[b_i]);
+    let x = a_slice.input.first()?;
+    let f = view.scalar_i64(a_slice.input.get(2)?)?;
+    if f <= 0
+        || a_slice.output.len() != 1
+        || b_slice.output.len() != 1
+        || !view.is_slice(a_slice, x, 0, f, -1)
+        || !view.is_slice(b_slice, x, f, 2 * f, -1)
+    {
+        return None;
+    }
+    let node = NodeProto {
+        name: format!("{}.swiglu", out.output[0]),
+        op_type: "NextwordSwiGlu".into(),
+        input: vec![x.clone()],
+        output: out.output.clone(),
+        attribute: vec![AttributeProto {
+            name: "half".into(),
+            r#type: AttributeType::Int as i32,
+            i: f,
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    Some(Match {
+        remove: vec![a_i, b_i, sigmoid_i, silu_i, i],
+        node,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -519,12 +642,15 @@ mod tests {
                     attention: layers,
                     rope: layers,
                     kv_cache: layers,
+                    // Two per layer and the final one.
+                    rms_norm: 2 * layers + 1,
+                    swiglu: layers,
                 },
                 "{bundle}"
             );
             assert_eq!(
                 fused.graph.as_ref().unwrap().node.len(),
-                before - layers * (5 + 6 + 7),
+                before - layers * (5 + 6 + 7) - (2 * layers + 1) * 5 - layers * 4,
                 "{bundle}"
             );
             let want = run(&proto, &manifest, MatMulImpl::TractBuiltin);

@@ -24,7 +24,9 @@ pub mod gather_block_quantized;
 pub mod kv_present;
 pub mod matmul_nbits;
 pub mod preload;
+pub mod rms_norm;
 pub mod rope;
+pub mod swiglu;
 
 use std::fmt;
 use std::str::FromStr;
@@ -102,6 +104,10 @@ pub fn register(onnx: &mut Onnx, imp: MatMulImpl) {
     onnx.op_register.insert("NextwordRope", rope::nextword_rope);
     onnx.op_register
         .insert("NextwordKvPresent", kv_present::nextword_kv_present);
+    onnx.op_register
+        .insert("NextwordRmsNorm", rms_norm::nextword_rms_norm);
+    onnx.op_register
+        .insert("NextwordSwiGlu", swiglu::nextword_swiglu);
     match imp {
         MatMulImpl::Nextword => {
             onnx.op_register
