@@ -91,19 +91,26 @@ impl LanguageModel {
         vocab_size: usize,
         matmul: MatMulImpl,
     ) -> Result<Self> {
+        let t = std::time::Instant::now();
         let onnx = onnx_framework(matmul);
-        let mut proto = <tract_onnx::pb::ModelProto as prost::Message>::decode(&bytes[..])
-            .map_err(|e| Error::InvalidModel(format!("not an ONNX protobuf: {e}")))?;
-        drop(bytes);
+        // From `Bytes` (no copy of the file), prost gives each tensor's bytes to its `Vec` as
+        // a slice of the buffer: one copy. From a `&[u8]` it copies them into a buffer of
+        // their own first, then into the `Vec`.
+        let mut proto =
+            <tract_onnx::pb::ModelProto as prost::Message>::decode(bytes::Bytes::from(bytes))
+                .map_err(|e| Error::InvalidModel(format!("not an ONNX protobuf: {e}")))?;
+        log::debug!("protobuf decoded in {:?}", t.elapsed());
         let mut preloaded = None;
         if let Some(graph) = proto.graph.as_mut() {
+            let t = std::time::Instant::now();
             let fused = fusion::fuse(graph);
             log::debug!(
-                "fused {} attention, {} rope, {} RMS norm and {} SwiGLU patterns",
+                "fused {} attention, {} rope, {} RMS norm and {} SwiGLU patterns in {:?}",
                 fused.attention,
                 fused.rope,
                 fused.rms_norm,
-                fused.swiglu
+                fused.swiglu,
+                t.elapsed()
             );
             if matmul == MatMulImpl::Nextword {
                 let t = std::time::Instant::now();
@@ -158,7 +165,9 @@ impl LanguageModel {
                 model: found_vocab.unwrap_or(0),
             });
         }
+        let t = std::time::Instant::now();
         let plan = typed.into_runnable().map_err(Error::model)?;
+        log::debug!("plan built in {:?}", t.elapsed());
         Ok(LanguageModel {
             plan,
             idle_states: Mutex::new(Vec::new()),

@@ -34,11 +34,13 @@ pub struct Fused {
 
 /// Rewrites `graph` in place.
 pub fn fuse(graph: &mut GraphProto) -> Fused {
-    let attention = rewrite(graph, match_attention);
-    let rope = rewrite(graph, match_rope);
+    // The four patterns share no node, so one view of the graph finds them all; the cache
+    // plumbing is matched around the fused attention nodes, on a second view.
+    let [attention, rope, rms_norm, swiglu] = rewrite(
+        graph,
+        [match_attention, match_rope, match_rms_norm, match_swiglu],
+    );
     let kv_cache = fuse_kv_cache(graph);
-    let rms_norm = rewrite(graph, match_rms_norm);
-    let swiglu = rewrite(graph, match_swiglu);
     Fused {
         attention,
         rope,
@@ -64,6 +66,7 @@ struct View<'a> {
     uses: HashMap<&'a str, usize>,
     /// The nodes reading each value.
     consumers: HashMap<&'a str, Vec<usize>>,
+    initializers: HashMap<&'a str, &'a TensorProto>,
 }
 
 impl<'a> View<'a> {
@@ -83,11 +86,17 @@ impl<'a> View<'a> {
         for out in &graph.output {
             *uses.entry(out.name.as_str()).or_default() += 1;
         }
+        let initializers = graph
+            .initializer
+            .iter()
+            .map(|t| (t.name.as_str(), t))
+            .collect();
         View {
             graph,
             producer,
             uses,
             consumers,
+            initializers,
         }
     }
 
@@ -104,7 +113,7 @@ impl<'a> View<'a> {
     }
 
     fn initializer(&self, name: &str) -> Option<&'a TensorProto> {
-        self.graph.initializer.iter().find(|t| t.name == name)
+        self.initializers.get(name).copied()
     }
 
     /// An initializer holding one f32.
@@ -159,17 +168,28 @@ fn other<'a>(node: &'a NodeProto, one: &str) -> Option<&'a str> {
     }
 }
 
-/// Applies `matcher` at every node, replacing what it matches; returns the match count.
-fn rewrite(graph: &mut GraphProto, matcher: fn(&View, usize) -> Option<Match>) -> usize {
-    let matches: Vec<Match> = {
-        let view = View::new(graph);
-        (0..graph.node.len())
-            .filter_map(|i| matcher(&view, i))
-            .collect()
-    };
-    let count = matches.len();
+/// Applies each matcher at every node, replacing what it matches; returns the match count of
+/// each. The export's patterns share no node; in a graph where two matches would, the later
+/// one is left as it is.
+fn rewrite<const N: usize>(
+    graph: &mut GraphProto,
+    matchers: [fn(&View, usize) -> Option<Match>; N],
+) -> [usize; N] {
+    let mut counts = [0; N];
+    let mut claimed = vec![false; graph.node.len()];
+    let mut matches = Vec::new();
+    let view = View::new(graph);
+    for (matcher, count) in matchers.iter().zip(&mut counts) {
+        for m in (0..graph.node.len()).filter_map(|i| matcher(&view, i)) {
+            if m.remove.iter().all(|&i| !claimed[i]) {
+                m.remove.iter().for_each(|&i| claimed[i] = true);
+                matches.push(m);
+                *count += 1;
+            }
+        }
+    }
     apply(graph, matches);
-    count
+    counts
 }
 
 /// Removes each match's nodes and puts its node where the last of them was.
