@@ -110,6 +110,17 @@ impl EvalOp for Rope {
                     (0..rank - 1).map(|a| index[a] * strides[a]).sum()
                 };
                 let (c0, s0) = (offset(&cos_strides), offset(&sin_strides));
+                if cos_last == 1 && sin_last == 1 {
+                    // The export's layout: contiguous rows, a loop the compiler vectorizes.
+                    let (c, s) = (&cos[c0..c0 + 2 * h], &sin[s0..s0 + 2 * h]);
+                    let (x_lo, x_hi) = x.split_at(h);
+                    let (y_lo, y_hi) = y.split_at_mut(h);
+                    for i in 0..h {
+                        y_lo[i] = x_lo[i] * c[i] + -x_hi[i] * s[i];
+                        y_hi[i] = x_hi[i] * c[h + i] + x_lo[i] * s[h + i];
+                    }
+                    continue;
+                }
                 let c = |i: usize| cos[c0 + i * cos_last];
                 let s = |i: usize| sin[s0 + i * sin_last];
                 for i in 0..h {
@@ -165,6 +176,38 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    /// cos and sin broadcast along the last axis (a layout the export does not write) take
+    /// the strided path, with the same arithmetic as the contiguous one.
+    #[test]
+    fn broadcast_angles_match_materialized_ones() {
+        let (s, d) = (3, 8);
+        let x: Vec<f32> = (0..2 * s * d).map(|i| (i as f32 * 0.37).sin()).collect();
+        let x = Tensor::from_shape(&[1, 2, s, d], &x).unwrap();
+        let per_position = |f: fn(f32) -> f32| -> (Tensor, Tensor) {
+            let one: Vec<f32> = (0..s).map(|p| f(p as f32)).collect();
+            let full: Vec<f32> = one.iter().flat_map(|&v| [v; 8]).collect();
+            (
+                Tensor::from_shape(&[1, 1, s, 1], &one).unwrap(),
+                Tensor::from_shape(&[1, 1, s, d], &full).unwrap(),
+            )
+        };
+        let ((cos_b, cos_f), (sin_b, sin_f)) = (per_position(f32::cos), per_position(f32::sin));
+        let run = |cos: Tensor, sin: Tensor| {
+            let out = Rope { half: d / 2 }
+                .eval(
+                    &EvalContext::out_of_plan(),
+                    tvec![x.clone().into(), cos.into(), sin.into()],
+                )
+                .unwrap();
+            floats(&out[0])
+        };
+        let (strided, contiguous) = (run(cos_b, sin_b), run(cos_f, sin_f));
+        assert_eq!(strided.len(), 2 * s * d);
+        for (a, b) in strided.iter().zip(&contiguous) {
+            assert_eq!(a.to_bits(), b.to_bits());
         }
     }
 
