@@ -7,7 +7,9 @@
 //!   one [`NextwordKvPresent`](super::kv_present) builds the extended cache (six nodes per
 //!   layer and a final concatenation fewer);
 //! * RMS normalization with its gain, six nodes per norm -> [`NextwordRmsNorm`](super::rms_norm);
-//! * the feed-forward gate, five nodes per layer -> [`NextwordSwiGlu`](super::swiglu).
+//! * the feed-forward gate, five nodes per layer -> [`NextwordSwiGlu`](super::swiglu);
+//! * the split of the q/k/v projection into heads around the rotary embedding, seven nodes
+//!   per layer (the rotation's included) -> [`NextwordQkvRope`](super::qkv_rope).
 //!
 //! Each pattern matches only as written below, with every intermediate value used once
 //! (so nothing else reads what the fused op no longer computes); anything else is left as
@@ -30,6 +32,8 @@ pub struct Fused {
     pub kv_cache: usize,
     pub rms_norm: usize,
     pub swiglu: usize,
+    /// Layers whose q/k/v split and rotation are one op (their `rope` count stays).
+    pub qkv_rope: usize,
 }
 
 /// Rewrites `graph` in place.
@@ -41,12 +45,15 @@ pub fn fuse(graph: &mut GraphProto) -> Fused {
         [match_attention, match_rope, match_rms_norm, match_swiglu],
     );
     let kv_cache = fuse_kv_cache(graph);
+    // Around the fused rotation.
+    let [qkv_rope] = rewrite(graph, [match_qkv_rope]);
     Fused {
         attention,
         rope,
         kv_cache,
         rms_norm,
         swiglu,
+        qkv_rope,
     }
 }
 
@@ -139,6 +146,22 @@ impl<'a> View<'a> {
             && bound(1) == Some(start)
             && bound(2) == Some(end)
             && bound(3) == Some(axis)
+    }
+
+    /// The values of a one-axis i64 initializer.
+    fn ints(&self, name: &str) -> Option<Vec<i64>> {
+        let t = self.initializer(name)?;
+        if t.data_type != DataType::Int64 as i32 || t.dims.len() != 1 {
+            return None;
+        }
+        if !t.int64_data.is_empty() {
+            return Some(t.int64_data.clone());
+        }
+        let raw = t.raw_data.chunks_exact(8);
+        (raw.remainder().is_empty() && raw.len() as i64 == t.dims[0]).then(|| {
+            raw.map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes")))
+                .collect()
+        })
     }
 
     /// An initializer holding one i64.
@@ -584,6 +607,91 @@ fn match_swiglu(view: &View, i: usize) -> Option<Match> {
     })
 }
 
+/// Around a fused rotation `r = NextwordRope(Slice(t, 0, 2H, axis 1), cos, sin)`:
+/// `t = Transpose(Reshape(qkv, [1, -1, 3H, Dh]), perm [0, 2, 1, 3])`, `q = Slice(r, 0, H, 1)`,
+/// `k = Slice(r, H, 2H, 1)`, `v = Slice(t, 2H, 3H, 1)`, matched at the rotation. The fused
+/// node has three outputs, so every reader of them must come after the last node it replaces.
+fn match_qkv_rope(view: &View, i: usize) -> Option<Match> {
+    let rope = &view.graph.node[i];
+    if rope.op_type != "NextwordRope" || rope.input.len() != 3 || rope.output.len() != 1 {
+        return None;
+    }
+    let (qk_i, qk) = view.sole(&rope.input[0], "Slice")?;
+    let t = qk.input.first()?;
+    let &t_i = view.producer.get(t.as_str())?;
+    let transpose = &view.graph.node[t_i];
+    if transpose.op_type != "Transpose"
+        || transpose.output.len() != 1
+        || attr(transpose, "perm").map(|a| a.ints.as_slice()) != Some(&[0, 2, 1, 3])
+        || view.uses.get(t.as_str()) != Some(&2)
+    {
+        return None;
+    }
+    let (reshape_i, reshape) = view.sole(transpose.input.first()?, "Reshape")?;
+    let [one, -1, heads3, dh] = view.ints(reshape.input.get(1)?)?[..] else {
+        return None;
+    };
+    let heads = heads3 / 3;
+    if one != 1
+        || heads <= 0
+        || heads3 != 3 * heads
+        || dh <= 0
+        || attr(rope, "half").map(|a| a.i) != Some(dh / 2)
+        || dh % 2 != 0
+        || !view.is_slice(qk, t, 0, 2 * heads, 1)
+    {
+        return None;
+    }
+    // The rotation's two readers slice the queries and the keys; the transpose's other
+    // reader slices the values.
+    let r = &rope.output[0];
+    let find = |value: &str, start: i64, end: i64| -> Option<usize> {
+        view.consumers.get(value)?.iter().copied().find(|&j| {
+            let node = &view.graph.node[j];
+            node.output.len() == 1 && view.is_slice(node, value, start, end, 1)
+        })
+    };
+    let q_i = find(r, 0, heads)?;
+    let k_i = find(r, heads, 2 * heads)?;
+    let v_i = find(t, 2 * heads, 3 * heads)?;
+    if view.uses.get(r.as_str()) != Some(&2) {
+        return None;
+    }
+    let remove = vec![reshape_i, t_i, qk_i, i, q_i, k_i, v_i];
+    let last = *remove.iter().max().expect("not empty");
+    let outputs: Vec<String> = [q_i, k_i, v_i]
+        .iter()
+        .map(|&j| view.graph.node[j].output[0].clone())
+        .collect();
+    let read_later = outputs.iter().all(|out| {
+        view.consumers
+            .get(out.as_str())
+            .is_none_or(|readers| readers.iter().all(|&j| j > last))
+    });
+    if !read_later {
+        return None;
+    }
+    let int = |name: &str, i: i64| AttributeProto {
+        name: name.into(),
+        r#type: AttributeType::Int as i32,
+        i,
+        ..Default::default()
+    };
+    let node = NodeProto {
+        name: format!("{}.qkv_rope", rope.output[0]),
+        op_type: "NextwordQkvRope".into(),
+        input: vec![
+            reshape.input[0].clone(),
+            rope.input[1].clone(),
+            rope.input[2].clone(),
+        ],
+        output: outputs,
+        attribute: vec![int("heads", heads), int("head_dim", dh)],
+        ..Default::default()
+    };
+    Some(Match { remove, node })
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -665,12 +773,13 @@ mod tests {
                     // Two per layer and the final one.
                     rms_norm: 2 * layers + 1,
                     swiglu: layers,
+                    qkv_rope: layers,
                 },
                 "{bundle}"
             );
             assert_eq!(
                 fused.graph.as_ref().unwrap().node.len(),
-                before - layers * (5 + 6 + 7) - (2 * layers + 1) * 5 - layers * 4,
+                before - layers * (5 + 6 + 7) - (2 * layers + 1) * 5 - layers * 4 - layers * 6,
                 "{bundle}"
             );
             let want = run(&proto, &manifest, MatMulImpl::TractBuiltin);

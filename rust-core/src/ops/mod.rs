@@ -24,6 +24,7 @@ pub mod gather_block_quantized;
 pub mod kv_present;
 pub mod matmul_nbits;
 pub mod preload;
+pub mod qkv_rope;
 pub mod rms_norm;
 pub mod rope;
 pub mod swiglu;
@@ -108,6 +109,8 @@ pub fn register(onnx: &mut Onnx, imp: MatMulImpl) {
         .insert("NextwordRmsNorm", rms_norm::nextword_rms_norm);
     onnx.op_register
         .insert("NextwordSwiGlu", swiglu::nextword_swiglu);
+    onnx.op_register
+        .insert("NextwordQkvRope", qkv_rope::nextword_qkv_rope);
     match imp {
         MatMulImpl::Nextword => {
             onnx.op_register

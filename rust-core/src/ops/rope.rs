@@ -110,26 +110,35 @@ impl EvalOp for Rope {
                     (0..rank - 1).map(|a| index[a] * strides[a]).sum()
                 };
                 let (c0, s0) = (offset(&cos_strides), offset(&sin_strides));
-                if cos_last == 1 && sin_last == 1 {
-                    // The export's layout: contiguous rows, a loop the compiler vectorizes.
-                    let (c, s) = (&cos[c0..c0 + 2 * h], &sin[s0..s0 + 2 * h]);
-                    let (x_lo, x_hi) = x.split_at(h);
-                    let (y_lo, y_hi) = y.split_at_mut(h);
-                    for i in 0..h {
-                        y_lo[i] = x_lo[i] * c[i] + -x_hi[i] * s[i];
-                        y_hi[i] = x_hi[i] * c[h + i] + x_lo[i] * s[h + i];
-                    }
-                    continue;
-                }
-                let c = |i: usize| cos[c0 + i * cos_last];
-                let s = |i: usize| sin[s0 + i * sin_last];
-                for i in 0..h {
-                    y[i] = x[i] * c(i) + -x[i + h] * s(i);
-                    y[i + h] = x[i + h] * c(i + h) + x[i] * s(i + h);
-                }
+                rotate(x, y, (&cos[c0..], cos_last), (&sin[s0..], sin_last));
             }
         }
         Ok(tvec!(out.into_tvalue()))
+    }
+}
+
+/// One row: `y[i] = x[i] cos[i] - x[i + h] sin[i]` for `i < h`, `x[i] cos[i] + x[i - h]
+/// sin[i]` for `i >= h`, `h` half the row; cos and sin given as (values from the row's first,
+/// step between elements).
+pub(crate) fn rotate(x: &[f32], y: &mut [f32], cos: (&[f32], usize), sin: (&[f32], usize)) {
+    let h = x.len() / 2;
+    let ((cos, cos_step), (sin, sin_step)) = (cos, sin);
+    if cos_step == 1 && sin_step == 1 {
+        // The export's layout: contiguous rows, a loop the compiler vectorizes.
+        let (c, s) = (&cos[..2 * h], &sin[..2 * h]);
+        let (x_lo, x_hi) = x.split_at(h);
+        let (y_lo, y_hi) = y.split_at_mut(h);
+        for i in 0..h {
+            y_lo[i] = x_lo[i] * c[i] + -x_hi[i] * s[i];
+            y_hi[i] = x_hi[i] * c[h + i] + x_lo[i] * s[h + i];
+        }
+        return;
+    }
+    let c = |i: usize| cos[i * cos_step];
+    let s = |i: usize| sin[i * sin_step];
+    for i in 0..h {
+        y[i] = x[i] * c(i) + -x[i + h] * s(i);
+        y[i + h] = x[i + h] * c(i + h) + x[i] * s(i + h);
     }
 }
 
