@@ -191,6 +191,24 @@ fn other<'a>(node: &'a NodeProto, one: &str) -> Option<&'a str> {
     }
 }
 
+fn int_attr(name: &str, i: i64) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        r#type: AttributeType::Int as i32,
+        i,
+        ..Default::default()
+    }
+}
+
+fn float_attr(name: &str, f: f32) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        r#type: AttributeType::Float as i32,
+        f,
+        ..Default::default()
+    }
+}
+
 /// Applies each matcher at every node, replacing what it matches; returns the match count of
 /// each. The export's patterns share no node; in a graph where two matches would, the later
 /// one is left as it is.
@@ -339,12 +357,7 @@ fn match_kv_cache(view: &View) -> Option<KvMatch> {
         fused.input[1] = new.input[0].clone();
         fused.input[2] = new.input[1].clone();
         fused.input.push(past.clone());
-        fused.attribute.push(AttributeProto {
-            name: "layer".into(),
-            r#type: AttributeType::Int as i32,
-            i: l,
-            ..Default::default()
-        });
+        fused.attribute.push(int_attr("layer", l));
         attention.push((attention_i, fused));
         present_inputs.extend(new.input.iter().cloned());
         remove.extend([
@@ -366,6 +379,7 @@ fn match_kv_cache(view: &View) -> Option<KvMatch> {
         op_type: "NextwordKvPresent".into(),
         input: std::iter::once(past).chain(present_inputs).collect(),
         output: vec![present_name.clone()],
+        attribute: vec![],
         ..Default::default()
     };
     Some((attention, Match { remove, node }))
@@ -412,12 +426,7 @@ fn match_attention(view: &View, i: usize) -> Option<Match> {
             bias.to_string(),
         ],
         output: out.output.clone(),
-        attribute: vec![AttributeProto {
-            name: "scale".into(),
-            r#type: AttributeType::Float as i32,
-            f: scale,
-            ..Default::default()
-        }],
+        attribute: vec![float_attr("scale", scale)],
         ..Default::default()
     };
     Some(Match {
@@ -478,12 +487,7 @@ fn match_rope(view: &View, i: usize) -> Option<Match> {
         op_type: "NextwordRope".into(),
         input: vec![x.clone(), cos.to_string(), sin.to_string()],
         output: add.output.clone(),
-        attribute: vec![AttributeProto {
-            name: "half".into(),
-            r#type: AttributeType::Int as i32,
-            i: half,
-            ..Default::default()
-        }],
+        attribute: vec![int_attr("half", half)],
         ..Default::default()
     };
     Some(Match {
@@ -535,12 +539,7 @@ fn match_rms_norm(view: &View, i: usize) -> Option<Match> {
         op_type: "NextwordRmsNorm".into(),
         input: vec![x.clone(), gain.to_string()],
         output: out.output.clone(),
-        attribute: vec![AttributeProto {
-            name: "epsilon".into(),
-            r#type: AttributeType::Float as i32,
-            f: eps,
-            ..Default::default()
-        }],
+        attribute: vec![float_attr("epsilon", eps)],
         ..Default::default()
     };
     Some(Match {
@@ -593,12 +592,7 @@ fn match_swiglu(view: &View, i: usize) -> Option<Match> {
         op_type: "NextwordSwiGlu".into(),
         input: vec![x.clone()],
         output: out.output.clone(),
-        attribute: vec![AttributeProto {
-            name: "half".into(),
-            r#type: AttributeType::Int as i32,
-            i: f,
-            ..Default::default()
-        }],
+        attribute: vec![int_attr("half", f)],
         ..Default::default()
     };
     Some(Match {
@@ -671,12 +665,6 @@ fn match_qkv_rope(view: &View, i: usize) -> Option<Match> {
     if !read_later {
         return None;
     }
-    let int = |name: &str, i: i64| AttributeProto {
-        name: name.into(),
-        r#type: AttributeType::Int as i32,
-        i,
-        ..Default::default()
-    };
     let node = NodeProto {
         name: format!("{}.qkv_rope", rope.output[0]),
         op_type: "NextwordQkvRope".into(),
@@ -686,7 +674,7 @@ fn match_qkv_rope(view: &View, i: usize) -> Option<Match> {
             rope.input[2].clone(),
         ],
         output: outputs,
-        attribute: vec![int("heads", heads), int("head_dim", dh)],
+        attribute: vec![int_attr("heads", heads), int_attr("head_dim", dh)],
         ..Default::default()
     };
     Some(Match { remove, node })
