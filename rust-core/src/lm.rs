@@ -8,7 +8,7 @@ use tract_onnx::tract_hir::internal::DimLike;
 
 use crate::bundle::ModelInfo;
 use crate::error::{Error, Result};
-use crate::ops::{fusion, onnx_framework, preload, MatMulImpl};
+use crate::ops::{fusion, gather_block_quantized, onnx_framework, preload, MatMulImpl};
 
 /// Added to the attention scores a query must not see.
 pub(crate) const MASKED: f32 = -1e9;
@@ -116,6 +116,8 @@ impl LanguageModel {
             );
             if matmul == MatMulImpl::Nextword {
                 let t = std::time::Instant::now();
+                let tables = gather_block_quantized::read_tables_in_place(graph);
+                log::debug!("{tables} embedding table inputs read in place");
                 let taken = preload::preload(graph);
                 log::debug!(
                     "weights of {} MatMulNBits nodes moved and repacked in {:?}",

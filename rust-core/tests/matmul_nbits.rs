@@ -13,7 +13,9 @@
 use std::path::PathBuf;
 
 use nextword_core::kernels;
-use nextword_core::ops::{count_nodes, onnx_framework, preload, set_kernel, GatherQ4, MatMulImpl};
+use nextword_core::ops::{
+    count_nodes, gather_block_quantized, onnx_framework, preload, set_kernel, GatherQ4, MatMulImpl,
+};
 use nextword_core::tract_onnx::pb;
 use nextword_core::tract_onnx::prelude::*;
 use serde_json::Value;
@@ -339,6 +341,37 @@ fn tied_embedding_gather_block_quantized() {
             }
         }
         eprintln!("{imp} tied embedding: max |diff| vs onnxruntime = {worst}");
+    }
+}
+
+/// The tied table read in place (`read_tables_in_place`, as the predictor loads the model):
+/// the export's `Reshape`s of it are gone, and the lookup and LM head still match ONNX
+/// Runtime, the lookup exactly.
+#[test]
+fn tied_embedding_read_in_place() {
+    let exp = expected("gather_block_quantized_tied_expected.json");
+    let mut proto = fixture_proto("gather_block_quantized_tied.onnx");
+    let graph = proto.graph.as_mut().unwrap();
+    let reshapes = |g: &pb::GraphProto| g.node.iter().filter(|n| n.op_type == "Reshape").count();
+    let before = reshapes(graph);
+    // The table, its scales and its zero points.
+    assert_eq!(gather_block_quantized::read_tables_in_place(graph), 3);
+    assert_eq!(reshapes(graph), before - 3);
+    let model = onnx_framework(MatMulImpl::Nextword)
+        .model_for_proto_model(&proto)
+        .unwrap()
+        .into_optimized()
+        .unwrap();
+    let plan = TypedSimplePlan::new(model).unwrap();
+    for case in exp["cases"].as_array().unwrap() {
+        let outputs = plan
+            .run(tvec![i64_tensor(&case["inputs"]["ids"]).into()])
+            .unwrap();
+        for (name, got) in ["emb", "logits"].iter().zip(&outputs) {
+            let what = format!("read in place, case {} output {name}", case["name"]);
+            let d = check_close(&what, got, &f32_tensor(&case["outputs"][name]));
+            assert!(*name != "emb" || d <= 1e-6, "{what}: off by {d}");
+        }
     }
 }
 

@@ -2,7 +2,8 @@
 //! 0, quantized along the last axis): the token lookup of the tied 4-bit embedding.
 //!
 //! * `data`: uint8 `[rows, cols / 2]`, two 4-bit codes per byte, low nibble first (the
-//!   layout of `MatMulNBits`' `B`, which is why the LM head can share the initializer);
+//!   layout of `MatMulNBits`' `B`, which is why the LM head can share the initializer); also
+//!   `B`'s own shape `[rows, cols / 32, 16]` (see [`read_tables_in_place`]);
 //! * `indices`: int32/int64, any shape; negative indices count from the end, as in ONNX;
 //! * `scales`: float `[rows, cols / 32]`;
 //! * `zero_points` (optional): uint8 `[rows, ceil(cols / 32 / 2)]`, 4-bit packed; absent, 8.
@@ -16,10 +17,11 @@
 //! the selected rows exactly. Shapes it does not implement (other bits, block sizes or
 //! axes) go to tract's lowering unchanged.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use tract_onnx::model::ParsingContext;
-use tract_onnx::pb::NodeProto;
+use tract_onnx::pb::{GraphProto, NodeProto};
 use tract_onnx::tract_core::ops::cast::cast;
 use tract_onnx::tract_core::ops::konst::Const;
 use tract_onnx::tract_core::{as_op, op_as_typed_op, op_out_of_plan};
@@ -33,19 +35,84 @@ pub fn gather_block_quantized(
     ctx: &ParsingContext,
     node: &NodeProto,
 ) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
-    let bits: i64 = node.get_attr_opt("bits")?.unwrap_or(4);
-    let block_size: i64 = node.get_attr_opt("block_size")?.unwrap_or(128);
-    let gather_axis: i64 = node.get_attr_opt("gather_axis")?.unwrap_or(0);
-    let quantize_axis: i64 = node.get_attr_opt("quantize_axis")?.unwrap_or(1);
-    let ours = bits == BITS as i64
-        && block_size == BLOCK_SIZE as i64
-        && gather_axis == 0
-        && (quantize_axis == 1 || quantize_axis == -1);
-    if !ours {
+    if !is_ours(node)? {
         return (super::builtin_builder("GatherBlockQuantized"))(ctx, node);
     }
     let has_zero_points = node.input.len() > 3 && !node.input[3].is_empty();
     Ok((expand(GatherBlockQuantized { has_zero_points }), vec![]))
+}
+
+/// Whether this op implements `node` (else tract's lowering gets it).
+fn is_ours(node: &NodeProto) -> TractResult<bool> {
+    let bits: i64 = node.get_attr_opt("bits")?.unwrap_or(4);
+    let block_size: i64 = node.get_attr_opt("block_size")?.unwrap_or(128);
+    let gather_axis: i64 = node.get_attr_opt("gather_axis")?.unwrap_or(0);
+    let quantize_axis: i64 = node.get_attr_opt("quantize_axis")?.unwrap_or(1);
+    Ok(bits == BITS as i64
+        && block_size == BLOCK_SIZE as i64
+        && gather_axis == 0
+        && (quantize_axis == 1 || quantize_axis == -1))
+}
+
+/// The export reshapes the tied table for ONNX Runtime's `GatherBlockQuantized` (`B`'s
+/// `[N, K / 32, 16]` to `[N, K / 2]`, its scales likewise), and tract folds each `Reshape` of
+/// an initializer into a copy of it at every load (the bundled model's 1.3 MB table, ~2 ms).
+/// This op reads the bytes in either shape, so each of its table inputs that is the output of
+/// a `Reshape` of an initializer, read by nothing else, is pointed back at the initializer and
+/// the `Reshape` dropped. Only for nodes this op implements (tract's lowering needs the
+/// reshaped table); returns how many inputs were rewired.
+pub fn read_tables_in_place(graph: &mut GraphProto) -> usize {
+    let mut uses: HashMap<&str, usize> = HashMap::new();
+    let mut producer: HashMap<&str, usize> = HashMap::new();
+    for (i, node) in graph.node.iter().enumerate() {
+        for input in &node.input {
+            *uses.entry(input.as_str()).or_default() += 1;
+        }
+        for output in &node.output {
+            producer.insert(output.as_str(), i);
+        }
+    }
+    for value in &graph.output {
+        *uses.entry(value.name.as_str()).or_default() += 1;
+    }
+    let initializers: HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
+    let mut rewire = Vec::new();
+    for (i, node) in graph.node.iter().enumerate() {
+        if node.op_type != "GatherBlockQuantized"
+            || node.domain != "com.microsoft"
+            || !is_ours(node).unwrap_or(false)
+        {
+            continue;
+        }
+        // data, scales, zero points
+        for slot in [0, 2, 3] {
+            let Some(value) = node.input.get(slot).map(String::as_str) else {
+                continue;
+            };
+            let Some(&r) = producer.get(value) else {
+                continue;
+            };
+            let reshape = &graph.node[r];
+            if reshape.op_type == "Reshape"
+                && reshape.domain.is_empty()
+                && reshape.input.len() == 2
+                && initializers.contains(reshape.input[0].as_str())
+                && uses.get(value) == Some(&1)
+            {
+                rewire.push((i, slot, r, reshape.input[0].clone()));
+            }
+        }
+    }
+    let dropped: HashSet<usize> = rewire.iter().map(|&(_, _, r, _)| r).collect();
+    for (i, slot, _, initializer) in &rewire {
+        graph.node[*i].input[*slot] = initializer.clone();
+    }
+    let mut index = 0;
+    graph.node.retain(|_| {
+        index += 1;
+        !dropped.contains(&(index - 1))
+    });
+    rewire.len()
 }
 
 /// The parsed node (inference-model side).
@@ -103,14 +170,15 @@ impl Expansion for GatherBlockQuantized {
         check_input_arity(inputs, 3 + self.has_zero_points as usize)?;
         check_output_arity(outputs, 1)?;
         s.equals(&inputs[0].datum_type, u8::datum_type())?;
-        s.equals(&inputs[0].rank, 2)?;
         s.equals(&inputs[2].datum_type, &outputs[0].datum_type)?;
         s.given_2(
             &inputs[0].shape,
             &inputs[1].shape,
             move |s, data, indices| {
                 let mut shape: TVec<TDim> = indices;
-                shape.push(data[1].clone() * 2);
+                // Two codes per byte of a row: `[rows, cols / 2]` or `[rows, cols / 32, 16]`.
+                let row_bytes = data.iter().skip(1).fold(TDim::from(2), |a, d| a * d);
+                shape.push(row_bytes);
                 s.equals(&outputs[0].shape, ShapeFactoid::from(shape))
             },
         )
@@ -143,11 +211,15 @@ impl Expansion for GatherBlockQuantized {
             None
         };
         ensure!(
-            data.rank() == 2,
-            "GatherBlockQuantized: the table must be [rows, cols / 2], got {:?}",
+            data.rank() == 2 || (data.rank() == 3 && data.shape()[2] * 2 == BLOCK_SIZE),
+            "GatherBlockQuantized: the table must be [rows, cols / 2] or [rows, cols / 32, 16], \
+             got {:?}",
             data.shape()
         );
-        let (rows, cols) = (data.shape()[0], data.shape()[1] * 2);
+        let (rows, cols) = (
+            data.shape()[0],
+            data.shape()[1..].iter().product::<usize>() * 2,
+        );
         ensure!(
             cols.is_multiple_of(BLOCK_SIZE) && scales.len() * BLOCK_SIZE == rows * cols,
             "GatherBlockQuantized: table {:?} and scales {:?} do not make blocks of {BLOCK_SIZE}",
