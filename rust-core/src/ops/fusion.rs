@@ -119,6 +119,16 @@ impl<'a> View<'a> {
         ok.then_some((i, node))
     }
 
+    /// Node `i` if it is a two-input, one-output `op_type` node of the default domain.
+    fn binary(&self, i: usize, op_type: &str) -> Option<&'a NodeProto> {
+        let node = &self.graph.node[i];
+        let ok = node.op_type == op_type
+            && node.domain.is_empty()
+            && node.input.len() == 2
+            && node.output.len() == 1;
+        ok.then_some(node)
+    }
+
     fn initializer(&self, name: &str) -> Option<&'a TensorProto> {
         self.initializers.get(name).copied()
     }
@@ -379,7 +389,6 @@ fn match_kv_cache(view: &View) -> Option<KvMatch> {
         op_type: "NextwordKvPresent".into(),
         input: std::iter::once(past).chain(present_inputs).collect(),
         output: vec![present_name.clone()],
-        attribute: vec![],
         ..Default::default()
     };
     Some((attention, Match { remove, node }))
@@ -388,14 +397,7 @@ fn match_kv_cache(view: &View) -> Option<KvMatch> {
 /// `a = MatMul(Softmax(Add(Mul(MatMul(q, Transpose(k, perm [0,1,3,2])), scale), bias),
 /// axis -1), v)`, matched at the last MatMul.
 fn match_attention(view: &View, i: usize) -> Option<Match> {
-    let out = &view.graph.node[i];
-    if out.op_type != "MatMul"
-        || !out.domain.is_empty()
-        || out.input.len() != 2
-        || out.output.len() != 1
-    {
-        return None;
-    }
+    let out = view.binary(i, "MatMul")?;
     let (softmax_i, softmax) = view.sole(&out.input[0], "Softmax")?;
     let axis = attr(softmax, "axis").map_or(-1, |a| a.i);
     if axis != -1 {
@@ -438,14 +440,7 @@ fn match_attention(view: &View, i: usize) -> Option<Match> {
 /// `Add(Mul(x, cos), Mul(Concat(Neg(Slice(x, h, 2h, -1)), Slice(x, 0, h, -1), axis -1),
 /// sin))`, matched at the Add.
 fn match_rope(view: &View, i: usize) -> Option<Match> {
-    let add = &view.graph.node[i];
-    if add.op_type != "Add"
-        || !add.domain.is_empty()
-        || add.input.len() != 2
-        || add.output.len() != 1
-    {
-        return None;
-    }
+    let add = view.binary(i, "Add")?;
     // One input is Mul(rotated, sin), the other Mul(x, cos).
     let (rot_mul_name, cos_mul_name) = [(0, 1), (1, 0)].into_iter().find_map(|(a, b)| {
         let (_, mul) = view.sole(&add.input[a], "Mul")?;
@@ -499,14 +494,7 @@ fn match_rope(view: &View, i: usize) -> Option<Match> {
 /// `Mul(Div(x, Sqrt(Add(ReduceMean(Mul(x, x), axes [-1], keepdims 1), eps))), gain)` with
 /// `eps` a scalar and `gain` a one-axis f32 initializer, matched at the last Mul.
 fn match_rms_norm(view: &View, i: usize) -> Option<Match> {
-    let out = &view.graph.node[i];
-    if out.op_type != "Mul"
-        || !out.domain.is_empty()
-        || out.input.len() != 2
-        || out.output.len() != 1
-    {
-        return None;
-    }
+    let out = view.binary(i, "Mul")?;
     let (div_name, gain) = out.input.iter().find_map(|x| {
         let gain = other(out, x)?;
         let t = view.initializer(gain)?;
@@ -551,14 +539,7 @@ fn match_rms_norm(view: &View, i: usize) -> Option<Match> {
 /// `Mul(Mul(a, Sigmoid(a)), b)` with `a = Slice(x, 0, f, -1)` and `b = Slice(x, f, 2f, -1)`,
 /// matched at the last Mul.
 fn match_swiglu(view: &View, i: usize) -> Option<Match> {
-    let out = &view.graph.node[i];
-    if out.op_type != "Mul"
-        || !out.domain.is_empty()
-        || out.input.len() != 2
-        || out.output.len() != 1
-    {
-        return None;
-    }
+    let out = view.binary(i, "Mul")?;
     let (silu_name, b) = out
         .input
         .iter()

@@ -156,8 +156,9 @@ mod tests {
                 let root = (mean + eps).sqrt();
                 for (i, v) in row.iter().enumerate() {
                     let want = v / root * gain[i];
-                    let err = (got[r * d + i] - want).abs();
-                    prop_assert!(err <= 1e-5 * want.abs().max(1.0), "{} vs {}", got[r * d + i], want);
+                    let value = got[r * d + i];
+                    let err = (value - want).abs();
+                    prop_assert!(err <= 1e-5 * want.abs().max(1.0), "{} vs {}", value, want);
                 }
             }
         }

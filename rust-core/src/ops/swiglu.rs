@@ -155,8 +155,9 @@ mod tests {
                 for i in 0..f {
                     let (a, b) = (row[i] as f64, row[f + i] as f64);
                     let want = a / (1.0 + (-a).exp()) * b;
-                    let err = (got[r * f + i] as f64 - want).abs();
-                    prop_assert!(err <= 1e-5 * want.abs().max(1.0), "{} vs {}", got[r * f + i], want);
+                    let value = got[r * f + i] as f64;
+                    let err = (value - want).abs();
+                    prop_assert!(err <= 1e-5 * want.abs().max(1.0), "{} vs {}", value, want);
                 }
             }
         }
