@@ -766,6 +766,25 @@ mod tests {
         }
     }
 
+    /// A fused node with a size no model could mean (a tampered file can hold one) is refused
+    /// when the graph is read, before any shape arithmetic uses it.
+    #[test]
+    fn refuses_absurd_fused_sizes() {
+        let (mut proto, _) = decode("fixture");
+        fuse(proto.graph.as_mut().unwrap());
+        let graph = proto.graph.as_mut().unwrap();
+        let swiglu = graph
+            .node
+            .iter_mut()
+            .find(|n| n.op_type == "NextwordSwiGlu")
+            .unwrap();
+        swiglu.attribute[0].i = 1 << 40;
+        let err = onnx_framework(MatMulImpl::Nextword)
+            .model_for_proto_model(&proto)
+            .unwrap_err();
+        assert!(format!("{err:?}").contains("half must be in"), "{err:?}");
+    }
+
     /// A graph where an intermediate value is also read elsewhere keeps its nodes.
     #[test]
     fn leaves_a_pattern_whose_values_are_shared() {

@@ -130,6 +130,11 @@ pub fn register(onnx: &mut Onnx, imp: MatMulImpl) {
     }
 }
 
+/// The largest size a fused op takes from its node's attributes (a row width, a head count):
+/// far above any model this SDK runs, and small enough that no shape arithmetic on it
+/// overflows, whatever a tampered model asks for.
+pub(crate) const MAX_ATTR_SIZE: i64 = 1 << 20;
+
 /// The strides (in elements) of a dense tensor of shape `from` read as if broadcast to `to`
 /// (ONNX multidirectional broadcasting: shapes aligned on their last axes, 0 along axes
 /// where `from` has 1 or lacks the axis).

@@ -21,8 +21,8 @@ use tract_onnx::pb::NodeProto;
 use tract_onnx::tract_core::{as_op, op_as_typed_op, op_out_of_plan};
 use tract_onnx::tract_hir::internal::*;
 
-use super::broadcast_strides;
 use super::rope::rotate;
+use super::{broadcast_strides, MAX_ATTR_SIZE};
 
 /// ONNX builder registered as `NextwordQkvRope` (a node only [`super::fusion`] writes).
 pub fn nextword_qkv_rope(
@@ -32,8 +32,11 @@ pub fn nextword_qkv_rope(
     let heads: i64 = node.get_attr("heads")?;
     let head_dim: i64 = node.get_attr("head_dim")?;
     ensure!(
-        heads > 0 && head_dim > 0 && head_dim % 2 == 0,
-        "NextwordQkvRope: heads {heads} and head_dim {head_dim} must be positive, head_dim even"
+        (1..=MAX_ATTR_SIZE).contains(&heads)
+            && (1..=MAX_ATTR_SIZE).contains(&head_dim)
+            && head_dim % 2 == 0,
+        "NextwordQkvRope: heads {heads} and head_dim {head_dim} must be in 1..={MAX_ATTR_SIZE}, \
+         head_dim even"
     );
     Ok((
         expand(QkvRope {

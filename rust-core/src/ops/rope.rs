@@ -15,7 +15,7 @@ use tract_onnx::pb::NodeProto;
 use tract_onnx::tract_core::{as_op, op_as_typed_op, op_out_of_plan};
 use tract_onnx::tract_hir::internal::*;
 
-use super::{broadcast_strides, f32_rules, wire_itself};
+use super::{broadcast_strides, f32_rules, wire_itself, MAX_ATTR_SIZE};
 
 /// ONNX builder registered as `NextwordRope` (a node only [`super::fusion`] writes).
 pub fn nextword_rope(
@@ -23,7 +23,10 @@ pub fn nextword_rope(
     node: &NodeProto,
 ) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
     let half: i64 = node.get_attr("half")?;
-    ensure!(half > 0, "NextwordRope: half must be positive, got {half}");
+    ensure!(
+        (1..=MAX_ATTR_SIZE).contains(&half),
+        "NextwordRope: half must be in 1..={MAX_ATTR_SIZE}, got {half}"
+    );
     Ok((
         expand(Rope {
             half: half as usize,

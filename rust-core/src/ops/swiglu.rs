@@ -17,7 +17,7 @@ use tract_onnx::tract_core::tract_linalg::routines::Func;
 use tract_onnx::tract_core::{as_op, op_as_typed_op, op_out_of_plan};
 use tract_onnx::tract_hir::internal::*;
 
-use super::{f32_rules, wire_itself};
+use super::{f32_rules, wire_itself, MAX_ATTR_SIZE};
 
 /// ONNX builder registered as `NextwordSwiGlu` (a node only [`super::fusion`] writes).
 pub fn nextword_swiglu(
@@ -26,8 +26,8 @@ pub fn nextword_swiglu(
 ) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
     let half: i64 = node.get_attr("half")?;
     ensure!(
-        half > 0,
-        "NextwordSwiGlu: half must be positive, got {half}"
+        (1..=MAX_ATTR_SIZE).contains(&half),
+        "NextwordSwiGlu: half must be in 1..={MAX_ATTR_SIZE}, got {half}"
     );
     Ok((
         expand(SwiGlu {
