@@ -8,7 +8,8 @@ use tract_onnx::tract_hir::internal::DimLike;
 
 use crate::bundle::ModelInfo;
 use crate::error::{Error, Result};
-use crate::ops::{fusion, gather_block_quantized, onnx_framework, preload, MatMulImpl};
+use crate::ops::preload::{self, ModelFile};
+use crate::ops::{fusion, gather_block_quantized, onnx_framework, payloads, MatMulImpl};
 
 /// Added to the attention scores a query must not see.
 pub(crate) const MASKED: f32 = -1e9;
@@ -78,13 +79,12 @@ impl std::fmt::Debug for LanguageModel {
 impl LanguageModel {
     /// Parses and optimizes the ONNX model in `bytes`.
     ///
-    /// Peak memory is what an iOS keyboard extension is killed for, so each form of the
-    /// weights is freed as soon as the next one exists: the file bytes once the protobuf is
-    /// decoded, the protobuf once tract has its tensors. With nextword's op the layers' packed
-    /// weights move from the protobuf into their kernels' matrices and tract never copies
-    /// them (`ops::preload`); the rest (the tied embedding) is read in place from tract's
-    /// tensors. Holding every form until the end made the load peak ~10 MB higher; copying the
-    /// weights for the kernels cost another 4.6 MB.
+    /// Peak memory is what an iOS keyboard extension is killed for, so the weights exist in
+    /// one form at a time where it can be helped. With nextword's op the layers' packed
+    /// weights are never copied: the decoder skips them (`ops::payloads`), they are repacked
+    /// for the kernels where they lie in the file's buffer, whose other bytes are then
+    /// released (`ops::preload`); the rest (the tied embedding, copied into tract's tensor)
+    /// is read in place from tract's tensors. The protobuf is freed once tract has read it.
     pub fn load(
         bytes: Vec<u8>,
         info: &ModelInfo,
@@ -93,15 +93,34 @@ impl LanguageModel {
     ) -> Result<Self> {
         let t = std::time::Instant::now();
         let onnx = onnx_framework(matmul);
-        // From `Bytes` (no copy of the file), prost gives each tensor's bytes to its `Vec` as
-        // a slice of the buffer: one copy. From a `&[u8]` it copies them into a buffer of
-        // their own first, then into the `Vec`.
-        let mut proto =
-            <tract_onnx::pb::ModelProto as prost::Message>::decode(bytes::Bytes::from(bytes))
-                .map_err(|e| Error::InvalidModel(format!("not an ONNX protobuf: {e}")))?;
+        // The decoder gets the file without its large initializer payloads (no copy of the
+        // weights: `ops::payloads`), from `Bytes` so that what it keeps is copied once.
+        let stripped = payloads::strip(&bytes, payloads::MIN_PAYLOAD)
+            .map_err(|e| Error::InvalidModel(format!("not an ONNX protobuf: {e}")))?;
+        let mut proto = <tract_onnx::pb::ModelProto as prost::Message>::decode(bytes::Bytes::from(
+            stripped.bytes,
+        ))
+        .map_err(|e| Error::InvalidModel(format!("not an ONNX protobuf: {e}")))?;
         log::debug!("protobuf decoded in {:?}", t.elapsed());
+        let mut file = ModelFile {
+            bytes,
+            payloads: stripped.payloads,
+        };
         let mut preloaded = None;
         if let Some(graph) = proto.graph.as_mut() {
+            let t = std::time::Instant::now();
+            if matmul == MatMulImpl::Nextword {
+                let taken = preload::preload(graph, file);
+                log::debug!(
+                    "weights of {} MatMulNBits nodes repacked in the file's buffer in {:?}",
+                    taken.nodes,
+                    t.elapsed()
+                );
+                preloaded = Some(taken);
+            } else {
+                file.payloads.restore(&file.bytes, graph);
+                drop(file);
+            }
             let t = std::time::Instant::now();
             let fused = fusion::fuse(graph);
             log::debug!(
@@ -115,16 +134,8 @@ impl LanguageModel {
                 t.elapsed()
             );
             if matmul == MatMulImpl::Nextword {
-                let t = std::time::Instant::now();
                 let tables = gather_block_quantized::read_tables_in_place(graph);
                 log::debug!("{tables} embedding table inputs read in place");
-                let taken = preload::preload(graph);
-                log::debug!(
-                    "weights of {} MatMulNBits nodes moved and repacked in {:?}",
-                    taken.nodes,
-                    t.elapsed()
-                );
-                preloaded = Some(taken);
             }
         }
         let t = std::time::Instant::now();

@@ -13,8 +13,9 @@
 use std::path::PathBuf;
 
 use nextword_core::kernels;
+use nextword_core::ops::preload::{self, ModelFile};
 use nextword_core::ops::{
-    count_nodes, gather_block_quantized, onnx_framework, preload, set_kernel, GatherQ4, MatMulImpl,
+    count_nodes, gather_block_quantized, onnx_framework, payloads, set_kernel, GatherQ4, MatMulImpl,
 };
 use nextword_core::tract_onnx::pb;
 use nextword_core::tract_onnx::prelude::*;
@@ -181,7 +182,7 @@ fn tract_builtin_matches_onnxruntime() {
 fn preloaded_weights_match_onnxruntime() {
     let mut proto = fixture_proto("matmul_nbits.onnx");
     let graph = proto.graph.as_mut().unwrap();
-    let preloaded = preload::preload(graph);
+    let preloaded = preload::preload(graph, ModelFile::default());
     assert_eq!(preloaded.nodes, 2);
     let names: Vec<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
     for moved in ["zp_B", "zp_scales", "zp_zp", "bias_B", "bias_scales"] {
@@ -197,6 +198,41 @@ fn preloaded_weights_match_onnxruntime() {
     check_matmul_nbits_model("nextword-preloaded", model);
 }
 
+/// The same with every initializer payload left in the file's buffer by `ops::payloads` (as
+/// a bundle loads, there only the large ones): the weights preload takes are repacked there,
+/// the others (the shared ones, the bias) are given back to the graph; same outputs.
+#[test]
+fn weights_repacked_in_the_file_match_onnxruntime() {
+    let file = std::fs::read(fixture("matmul_nbits.onnx")).expect("fixture");
+    let stripped = payloads::strip(&file, 1).unwrap();
+    let mut proto = <pb::ModelProto as prost::Message>::decode(stripped.bytes.as_slice()).unwrap();
+    let graph = proto.graph.as_mut().unwrap();
+    assert!(graph.initializer.iter().all(|t| t.raw_data.is_empty()));
+    let preloaded = preload::preload(
+        graph,
+        ModelFile {
+            bytes: file,
+            payloads: stripped.payloads,
+        },
+    );
+    assert_eq!(preloaded.nodes, 2);
+    let kept = fixture_proto("matmul_nbits.onnx")
+        .graph
+        .unwrap()
+        .initializer;
+    for t in &graph.initializer {
+        let want = kept.iter().find(|k| k.name == t.name).unwrap();
+        assert_eq!(t.raw_data, want.raw_data, "{} given back", t.name);
+    }
+    let model = onnx_framework(MatMulImpl::Nextword)
+        .model_for_proto_model(&proto)
+        .unwrap();
+    drop(preloaded);
+    let model = model.into_optimized().unwrap();
+    assert_eq!(count_nodes(&model), (6, 0));
+    check_matmul_nbits_model("nextword-repacked-in-file", model);
+}
+
 /// A weight that is also listed as a graph input (as older exports do) is left to tract.
 #[test]
 fn weights_listed_as_graph_inputs_stay() {
@@ -206,7 +242,7 @@ fn weights_listed_as_graph_inputs_stay() {
         name: "zp_B".into(),
         ..Default::default()
     });
-    let preloaded = preload::preload(graph);
+    let preloaded = preload::preload(graph, ModelFile::default());
     assert_eq!(preloaded.nodes, 1);
     assert!(graph.initializer.iter().any(|t| t.name == "zp_B"));
 }
@@ -216,7 +252,10 @@ fn weights_listed_as_graph_inputs_stay() {
 #[test]
 fn preloaded_op_without_weights_is_refused() {
     let mut proto = fixture_proto("matmul_nbits.onnx");
-    drop(preload::preload(proto.graph.as_mut().unwrap()));
+    drop(preload::preload(
+        proto.graph.as_mut().unwrap(),
+        ModelFile::default(),
+    ));
     let err = onnx_framework(MatMulImpl::Nextword)
         .model_for_proto_model(&proto)
         .expect_err("no weights to build the op from");

@@ -229,6 +229,53 @@ fn check_len(buffer: &'static str, expected: usize, actual: usize) -> Result<(),
     }
 }
 
+/// Checks the sizes of MatMulNBits initializers for a `[n, k]` matrix; its blocks per row,
+/// unpacked zero points (one per block, row-major) and their common value if they have one.
+fn unpacked_params(
+    n: usize,
+    k: usize,
+    b_len: usize,
+    scales_len: usize,
+    zero_points: Option<&[u8]>,
+) -> Result<(usize, Vec<u8>, Option<u8>), KernelError> {
+    if n == 0 || k == 0 {
+        return Err(KernelError::EmptyShape { n, k });
+    }
+    if !k.is_multiple_of(BLOCK) {
+        return Err(KernelError::KNotMultipleOfBlock { k });
+    }
+    let nb = k / BLOCK;
+    let overflow = KernelError::ShapeOverflow { n, k };
+    let blocks = n.checked_mul(nb).ok_or(overflow.clone())?;
+    let qbytes = blocks.checked_mul(BLOCK_BYTES).ok_or(overflow.clone())?;
+    // Keep every derived size (incl. `n * k` f32 for `dequantize`) addressable.
+    n.checked_mul(k)
+        .and_then(|nk| nk.checked_mul(4))
+        .ok_or(overflow)?;
+    check_len("b", qbytes, b_len)?;
+    check_len("scales", blocks, scales_len)?;
+    let zp_row = nb.div_ceil(2);
+    if let Some(zp) = zero_points {
+        check_len("zero_points", n * zp_row, zp.len())?;
+    }
+    let zps: Vec<u8> = match zero_points {
+        None => vec![DEFAULT_ZERO_POINT; blocks],
+        Some(zp) => (0..blocks)
+            .map(|i| {
+                let (row, blk) = (i / nb, i % nb);
+                let byte = zp[row * zp_row + blk / 2];
+                if blk % 2 == 0 {
+                    byte & 0x0F
+                } else {
+                    byte >> 4
+                }
+            })
+            .collect(),
+    };
+    let uniform_zp = zps.iter().all(|&z| z == zps[0]).then_some(zps[0]);
+    Ok((nb, zps, uniform_zp))
+}
+
 impl Q4Matrix {
     /// Builds from the MatMulNBits initializers (bits = 4, block_size = 32), copying them.
     ///
@@ -261,41 +308,13 @@ impl Q4Matrix {
         scales: Shared<f32>,
         zero_points: Option<&[u8]>,
     ) -> Result<Q4Matrix, KernelError> {
-        if n == 0 || k == 0 {
-            return Err(KernelError::EmptyShape { n, k });
-        }
-        if !k.is_multiple_of(BLOCK) {
-            return Err(KernelError::KNotMultipleOfBlock { k });
-        }
-        let nb = k / BLOCK;
-        let overflow = KernelError::ShapeOverflow { n, k };
-        let blocks = n.checked_mul(nb).ok_or(overflow.clone())?;
-        let qbytes = blocks.checked_mul(BLOCK_BYTES).ok_or(overflow.clone())?;
-        // Keep every derived size (incl. `n * k` f32 for `dequantize`) addressable.
-        n.checked_mul(k)
-            .and_then(|nk| nk.checked_mul(4))
-            .ok_or(overflow)?;
-        check_len("b", qbytes, (*b).as_ref().len())?;
-        check_len("scales", blocks, (*scales).as_ref().len())?;
-        let zp_row = nb.div_ceil(2);
-        if let Some(zp) = zero_points {
-            check_len("zero_points", n * zp_row, zp.len())?;
-        }
-        let zps: Vec<u8> = match zero_points {
-            None => vec![DEFAULT_ZERO_POINT; blocks],
-            Some(zp) => (0..blocks)
-                .map(|i| {
-                    let (row, blk) = (i / nb, i % nb);
-                    let byte = zp[row * zp_row + blk / 2];
-                    if blk % 2 == 0 {
-                        byte & 0x0F
-                    } else {
-                        byte >> 4
-                    }
-                })
-                .collect(),
-        };
-        let uniform_zp = zps.iter().all(|&z| z == zps[0]).then_some(zps[0]);
+        let (nb, zps, uniform_zp) = unpacked_params(
+            n,
+            k,
+            (*b).as_ref().len(),
+            (*scales).as_ref().len(),
+            zero_points,
+        )?;
         Ok(Q4Matrix {
             n,
             k,
@@ -363,27 +382,28 @@ impl Q4Matrix {
         if layout == self.layout {
             return self;
         }
-        let (n, nb) = (self.n, self.nb);
         let rows = match layout {
-            Layout::RowBlocks => n,
-            Layout::Cols8 => n.div_ceil(GROUP_ROWS) * GROUP_ROWS,
+            Layout::RowBlocks => self.n,
+            Layout::Cols8 => self.n.div_ceil(GROUP_ROWS) * GROUP_ROWS,
         };
-        let mut qs = vec![0u8; rows * nb * BLOCK_BYTES];
-        let mut scales = vec![0f32; rows * nb];
-        let mut zps = vec![0u8; rows * nb];
+        let mut qs = vec![0u8; rows * self.nb * BLOCK_BYTES];
+        let mut scales = vec![0f32; rows * self.nb];
+        let mut zps = vec![0u8; rows * self.nb];
         {
             let view = self.view();
-            for row in 0..n {
-                for b in 0..nb {
-                    let (src, src_param) = block_offsets(self.layout, nb, row, b);
-                    let (dst, dst_param) = block_offsets(layout, nb, row, b);
+            each_block(
+                self.n,
+                self.nb,
+                self.layout,
+                layout,
+                |(src, sp), (dst, dp)| {
                     for (s, d) in src.into_iter().zip(dst) {
                         qs[d..d + CHUNK].copy_from_slice(&view.qs[s..s + CHUNK]);
                     }
-                    scales[dst_param] = view.scales[src_param];
-                    zps[dst_param] = view.zps[src_param];
-                }
-            }
+                    scales[dp] = view.scales[sp];
+                    zps[dp] = view.zps[sp];
+                },
+            );
         }
         Q4Matrix {
             layout,
@@ -392,6 +412,74 @@ impl Q4Matrix {
             zps,
             ..self
         }
+    }
+
+    /// Repacks MatMulNBits weights `b` of an `[n, k]` matrix into `layout` where they lie,
+    /// through a copy in `scratch` (kept for the next matrix), for
+    /// [`Q4Matrix::from_shared_in`]. `false`, `b` untouched, if `b` is not `n * k / 2` bytes
+    /// or `layout` would pad rows (only whole groups repack in place).
+    pub fn repack_in_place(
+        n: usize,
+        k: usize,
+        b: &mut [u8],
+        layout: Layout,
+        scratch: &mut Vec<u8>,
+    ) -> bool {
+        let nb = k / BLOCK;
+        let fits = k.is_multiple_of(BLOCK)
+            && n.checked_mul(nb).and_then(|x| x.checked_mul(BLOCK_BYTES)) == Some(b.len());
+        if !fits || (layout == Layout::Cols8 && !n.is_multiple_of(GROUP_ROWS)) {
+            return false;
+        }
+        if layout != Layout::RowBlocks {
+            scratch.clear();
+            scratch.extend_from_slice(b);
+            each_block(n, nb, Layout::RowBlocks, layout, |(src, _), (dst, _)| {
+                for (s, d) in src.into_iter().zip(dst) {
+                    b[d..d + CHUNK].copy_from_slice(&scratch[s..s + CHUNK]);
+                }
+            });
+        }
+        true
+    }
+
+    /// [`Q4Matrix::from_shared`] of weights already in `layout`
+    /// ([`Q4Matrix::repack_in_place`]), their scales and zero points still in MatMulNBits'
+    /// order (put in `layout` here).
+    pub fn from_shared_in(
+        n: usize,
+        k: usize,
+        b: Shared<u8>,
+        layout: Layout,
+        scales: &[f32],
+        zero_points: Option<&[u8]>,
+    ) -> Result<Q4Matrix, KernelError> {
+        let b_len = (*b).as_ref().len();
+        let (nb, zps, uniform_zp) = unpacked_params(n, k, b_len, scales.len(), zero_points)?;
+        if layout == Layout::Cols8 && !n.is_multiple_of(GROUP_ROWS) {
+            // In place, the groups would have needed padding rows.
+            check_len(
+                "b",
+                n.div_ceil(GROUP_ROWS) * GROUP_ROWS * nb * BLOCK_BYTES,
+                b_len,
+            )?;
+        }
+        let mut laid_scales = vec![0f32; scales.len()];
+        let mut laid_zps = vec![0u8; zps.len()];
+        each_block(n, nb, Layout::RowBlocks, layout, |(_, sp), (_, dp)| {
+            laid_scales[dp] = scales[sp];
+            laid_zps[dp] = zps[sp];
+        });
+        Ok(Q4Matrix {
+            n,
+            k,
+            nb,
+            layout,
+            qs: b,
+            scales: Arc::new(laid_scales),
+            zps: laid_zps,
+            uniform_zp,
+        })
     }
 
     /// The matrix's elements as plain slices, resolved once per kernel call: the kernels ask
@@ -434,6 +522,25 @@ fn block_offsets(layout: Layout, nb: usize, row: usize, b: usize) -> ([usize; 4]
                 ],
                 (group * nb + b) * GROUP_ROWS + r,
             )
+        }
+    }
+}
+
+/// Calls `f(from, to)` with the places ([`block_offsets`]) of each block of an `n`-row
+/// matrix (`nb` blocks per row) in the layouts `from` and `to`.
+fn each_block(
+    n: usize,
+    nb: usize,
+    from: Layout,
+    to: Layout,
+    mut f: impl FnMut(([usize; 4], usize), ([usize; 4], usize)),
+) {
+    for row in 0..n {
+        for b in 0..nb {
+            f(
+                block_offsets(from, nb, row, b),
+                block_offsets(to, nb, row, b),
+            );
         }
     }
 }

@@ -172,6 +172,46 @@ fn layouts_hold_the_same_matrix() {
     }
 }
 
+/// Repacking where the weights lie (a model's file buffer) gives the matrix `into_layout`
+/// gives; a layout that would pad rows is refused, the bytes untouched.
+#[test]
+fn repacked_in_place_is_the_same_matrix() {
+    let mut rng = Rng::new(12);
+    let mut scratch = Vec::new();
+    for (n, nb, with_zp) in [(8, 1, false), (16, 3, true), (24, 27, false), (7, 2, true)] {
+        let k = nb * BLOCK;
+        let (b, s, zp) = random_nbits(&mut rng, n, k, with_zp);
+        let w = Q4Matrix::from_matmul_nbits(n, k, &b, &s, zp.as_deref()).unwrap();
+        for layout in [Layout::RowBlocks, Layout::Cols8] {
+            let mut bytes = b.clone();
+            let repacked = Q4Matrix::repack_in_place(n, k, &mut bytes, layout, &mut scratch);
+            if layout == Layout::Cols8 && n % 8 != 0 {
+                assert!(
+                    !repacked && bytes == b,
+                    "n = {n}: padding rows cannot fit in place"
+                );
+                continue;
+            }
+            assert!(repacked, "n = {n}, {layout:?}");
+            let got =
+                Q4Matrix::from_shared_in(n, k, Arc::new(bytes), layout, &s, zp.as_deref()).unwrap();
+            let want = w.clone().into_layout(layout);
+            assert_eq!(got.view().qs, want.view().qs);
+            assert_eq!(got.view().scales, want.view().scales);
+            assert_eq!(got.view().zps, want.view().zps);
+            assert_eq!(got.uniform_zero_point(), want.uniform_zero_point());
+        }
+    }
+    let mut short = vec![0u8; 8 * 16 - 1];
+    assert!(!Q4Matrix::repack_in_place(
+        8,
+        32,
+        &mut short,
+        Layout::Cols8,
+        &mut scratch
+    ));
+}
+
 #[test]
 fn rejects_bad_shapes() {
     let b = vec![0u8; 2 * 2 * 16];

@@ -23,6 +23,7 @@ pub mod fusion;
 pub mod gather_block_quantized;
 pub mod kv_present;
 pub mod matmul_nbits;
+pub mod payloads;
 pub mod preload;
 pub mod qkv_rope;
 pub mod rms_norm;

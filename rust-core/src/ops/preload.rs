@@ -1,17 +1,19 @@
-//! `MatMulNBits` weights moved out of the decoded protobuf instead of copied into tract.
+//! `MatMulNBits` weights taken out of the model file instead of copied into tract.
 //!
 //! tract's ONNX reader copies every initializer into a tensor of its own while the decoded
 //! protobuf still holds it. For the bundled model that is ~6 MB of packed 4-bit weights held
 //! twice while a bundle opens, and the copies are made after the file's buffer is freed, in
 //! heap memory the allocator then keeps (`nextword bench`: 21.1 MB of private memory after
 //! a replay, 17.2 MB without the copies). So before tract reads the graph, [`preload`] builds
-//! each `MatMulNBits` node's [`Q4Matrix`] from its initializers' bytes (the packed weights
-//! move, the scales are converted to f32) when nothing else reads those initializers, removes
-//! them from the graph and rewrites the node into a `NextwordMatMulQ4` whose inputs are the
-//! activations (and bias) only. tract's builder for that op ([`nextword_matmul_q4`]) takes the
-//! matrix from the [`Preloaded`] set of the parse running on this thread (tract's op builders
-//! are plain functions: a thread-local is how they can be handed something that is not in the
-//! graph).
+//! each `MatMulNBits` node's [`Q4Matrix`] from its initializers' bytes when nothing else reads
+//! those initializers, removes them from the graph and rewrites the node into a
+//! `NextwordMatMulQ4` whose inputs are the activations (and bias) only. Payloads that the
+//! decoder skipped ([`super::payloads`]) are repacked for the kernel where they lie in the
+//! file's buffer, which keeps only them once the others are given back to the graph; weights
+//! the decoder copied move out of the protobuf; the scales are converted to f32. tract's
+//! builder for that op ([`nextword_matmul_q4`]) takes the matrix from the [`Preloaded`] set of
+//! the parse running on this thread (tract's op builders are plain functions: a thread-local
+//! is how they can be handed something that is not in the graph).
 //!
 //! Anything unusual (a shared initializer such as the tied embedding, weights not in
 //! `raw_data`, a size that does not match `K`/`N`) leaves the node as it is, for the generic
@@ -19,6 +21,7 @@
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
+use std::ops::Range;
 use std::sync::Arc;
 
 use tract_onnx::model::ParsingContext;
@@ -27,7 +30,8 @@ use tract_onnx::pb::{GraphProto, NodeProto, TensorProto};
 use tract_onnx::tract_hir::internal::*;
 
 use super::matmul_nbits::{self, MatMulNBits, MatMulNBitsQ4, ACCURACY_INT8, BLOCK_SIZE};
-use crate::kernels::{self, Q4Matrix};
+use super::payloads::Payloads;
+use crate::kernels::{self, Layout, Q4Matrix};
 
 /// The op type [`preload`] gives the nodes it took the weights of.
 pub const OP_TYPE: &str = "NextwordMatMulQ4";
@@ -53,8 +57,54 @@ impl Drop for Preloaded {
     }
 }
 
-/// Rewrites the `MatMulNBits` nodes of `graph` whose weights it can take (see the module doc).
-pub fn preload(graph: &mut GraphProto) -> Preloaded {
+/// The model file's bytes and the initializer payloads [`payloads::strip`] left in them
+/// (empty for a graph decoded as usual).
+#[derive(Debug, Default)]
+pub struct ModelFile {
+    pub bytes: Vec<u8>,
+    pub payloads: Payloads,
+}
+
+/// A matrix's packed weights in the model file's buffer, repacked there (their home once the
+/// model is loaded: no copy of them is made).
+struct FileSlice {
+    file: Arc<Vec<u8>>,
+    range: Range<usize>,
+}
+
+impl AsRef<[u8]> for FileSlice {
+    fn as_ref(&self) -> &[u8] {
+        &self.file[self.range.clone()]
+    }
+}
+
+/// A node's matrix before the file's buffer is shared: its weights already in the kernel's
+/// layout, in the file or in the initializer's own bytes.
+struct Pending {
+    output: String,
+    n: usize,
+    k: usize,
+    weights: Weights,
+    /// MatMulNBits' scales and zero points, for a matrix whose weights are in the file.
+    scales: Vec<f32>,
+    zero_points: Option<Vec<u8>>,
+}
+
+enum Weights {
+    /// Repacked in place in the file's buffer.
+    InFile(Range<usize>),
+    /// A matrix of their own (bytes the decoder gave the initializer, or rows that `layout`
+    /// pads).
+    Ready(Q4Matrix),
+}
+
+/// Rewrites the `MatMulNBits` nodes of `graph` whose weights it can take (see the module
+/// doc), and gives the initializers left in the graph their payloads from `file` back.
+pub fn preload(graph: &mut GraphProto, file: ModelFile) -> Preloaded {
+    let ModelFile {
+        bytes: mut file,
+        mut payloads,
+    } = file;
     let mut uses: HashMap<String, usize> = HashMap::new();
     for name in graph.node.iter().flat_map(|n| &n.input) {
         *uses.entry(name.clone()).or_default() += 1;
@@ -70,7 +120,10 @@ pub fn preload(graph: &mut GraphProto) -> Preloaded {
         .enumerate()
         .map(|(i, t)| (t.name.clone(), i))
         .collect();
-    let mut matrices = HashMap::new();
+    let layout = kernels::select().layout();
+    // Each matrix's weights are copied here on their way to `layout`.
+    let mut scratch = Vec::new();
+    let mut pending = Vec::new();
     let mut taken = HashSet::new();
     for node in &mut graph.node {
         let Some(output) = node.output.first().filter(|o| !o.is_empty()).cloned() else {
@@ -78,7 +131,7 @@ pub fn preload(graph: &mut GraphProto) -> Preloaded {
         };
         if node.op_type != "MatMulNBits"
             || node.domain != "com.microsoft"
-            || matrices.contains_key(&output)
+            || pending.iter().any(|p: &Pending| p.output == output)
         {
             continue;
         }
@@ -95,37 +148,125 @@ pub fn preload(graph: &mut GraphProto) -> Preloaded {
         if has_zp && zp.is_none() {
             continue;
         }
-        let Some(matrix) = take_matrix(node, &mut graph.initializer, b, scales, zp) else {
+        let mut inits = Initializers {
+            protos: &mut graph.initializer,
+            file: &mut file,
+            payloads: &payloads,
+        };
+        let Some(matrix) = take_matrix(
+            node,
+            &mut inits,
+            [b, scales],
+            zp,
+            layout,
+            &mut scratch,
+            output,
+        ) else {
             continue;
         };
+        for i in [Some(b), Some(scales), zp].into_iter().flatten() {
+            payloads.take(i);
+        }
+        pending.push(matrix);
         taken.extend(node.input[1..=2 + has_zp as usize].iter().cloned());
         let bias = node.input.get(5).filter(|n| !n.is_empty()).cloned();
         node.input.truncate(1);
         node.input.extend(bias);
         node.op_type = OP_TYPE.into();
         node.domain.clear();
-        matrices.insert(output, Arc::new(matrix));
     }
+    payloads.restore(&file, graph);
     graph.initializer.retain(|t| !taken.contains(&t.name));
-    let nodes = matrices.len();
-    PRELOADED.with(|p| *p.borrow_mut() = matrices);
+    let nodes = pending.len();
+    PRELOADED.with(|p| *p.borrow_mut() = matrices(pending, file, layout));
     Preloaded { nodes }
 }
 
-/// The node's matrix, its packed weights moved out of `inits[b]`; `None` (nothing taken)
-/// unless the node and its initializers are as the generic path would accept them.
+/// The pending matrices, those whose weights are in `file` sharing it; the file's other bytes
+/// (what the decoder or [`Payloads::restore`] copied) are released first.
+fn matrices(
+    mut pending: Vec<Pending>,
+    mut file: Vec<u8>,
+    layout: Layout,
+) -> HashMap<String, Arc<Q4Matrix>> {
+    // The weights moved to the front in file order, then the rest cut off: the buffer shrinks
+    // where it is (the allocator remaps it); nothing is copied but the weights moved.
+    let start = |p: &Pending| match &p.weights {
+        Weights::InFile(range) => range.start,
+        Weights::Ready(_) => usize::MAX,
+    };
+    pending.sort_by_key(start);
+    let mut end = 0;
+    for p in &mut pending {
+        if let Weights::InFile(range) = &mut p.weights {
+            file.copy_within(range.clone(), end);
+            *range = end..end + range.len();
+            end = range.end;
+        }
+    }
+    file.truncate(end);
+    file.shrink_to_fit();
+    let file = Arc::new(file);
+    pending
+        .into_iter()
+        .filter_map(|p| {
+            let matrix = match p.weights {
+                Weights::Ready(matrix) => matrix,
+                Weights::InFile(range) => {
+                    let weights = Arc::new(FileSlice {
+                        file: file.clone(),
+                        range,
+                    });
+                    // Sizes were checked when the weights were taken: not expected to fail
+                    // (the node would then be refused for want of weights).
+                    Q4Matrix::from_shared_in(
+                        p.n,
+                        p.k,
+                        weights,
+                        layout,
+                        &p.scales,
+                        p.zero_points.as_deref(),
+                    )
+                    .ok()?
+                }
+            };
+            Some((p.output, Arc::new(matrix)))
+        })
+        .collect()
+}
+
+/// The graph's initializers, the bytes of those whose payload stayed in the file read there.
+struct Initializers<'a> {
+    protos: &'a mut [TensorProto],
+    file: &'a mut Vec<u8>,
+    payloads: &'a Payloads,
+}
+
+impl Initializers<'_> {
+    fn bytes(&self, i: usize) -> &[u8] {
+        match self.payloads.range(i) {
+            Some(range) => &self.file[range],
+            None => &self.protos[i].raw_data,
+        }
+    }
+}
+
+/// The node's matrix, its packed weights (`slots[0]`) repacked into `layout` where they are
+/// (the file's buffer, or moved out of the initializer); `None` (nothing changed) unless the
+/// node and its initializers are as the generic path would accept them.
 fn take_matrix(
     node: &NodeProto,
-    inits: &mut [TensorProto],
-    b: usize,
-    scales: usize,
+    inits: &mut Initializers,
+    [b, scales]: [usize; 2],
     zp: Option<usize>,
-) -> Option<Q4Matrix> {
+    layout: Layout,
+    scratch: &mut Vec<u8>,
+    output: String,
+) -> Option<Pending> {
     let spec = MatMulNBits::from_node(node).ok()?;
     let blocks = spec.n.checked_mul(spec.k / BLOCK_SIZE)?;
     let raw = |i: usize, dt: DataType, len: usize| {
-        let t = &inits[i];
-        (t.data_type == dt as i32 && t.raw_data.len() == len).then_some(())
+        (inits.protos[i].data_type == dt as i32 && inits.bytes(i).len() == len).then_some(())
     };
     raw(b, DataType::Uint8, blocks.checked_mul(BLOCK_SIZE / 2)?)?;
     raw(scales, DataType::Float, blocks.checked_mul(4)?)?;
@@ -136,35 +277,65 @@ fn take_matrix(
             spec.n * (spec.k / BLOCK_SIZE).div_ceil(2),
         )?;
     }
-    let scale_values: Vec<f32> = inits[scales]
-        .raw_data
+    let scale_values: Vec<f32> = inits
+        .bytes(scales)
         .chunks_exact(4)
         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
         .collect();
-    let packed = Arc::new(std::mem::take(&mut inits[b].raw_data));
-    let zero_points = zp.map(|i| inits[i].raw_data.as_slice());
-    match Q4Matrix::from_shared(
-        spec.n,
-        spec.k,
-        packed.clone(),
-        Arc::new(scale_values),
-        zero_points,
-    ) {
-        // The op runs `kernels::select()`: its layout, now that the bytes are ours (the
-        // moved buffer is released as soon as it is repacked).
-        Ok(matrix) => {
-            drop(packed);
-            Some(matrix.into_layout(kernels::select().layout()))
-        }
-        Err(_) => {
-            // Sizes were checked above, so this is not expected; give the bytes back to the
-            // graph for the generic path to report (the failed matrix released its clone).
-            if let Ok(bytes) = Arc::try_unwrap(packed) {
-                inits[b].raw_data = bytes;
+    let zero_points = zp.map(|i| inits.bytes(i).to_vec());
+    let weights = match inits.payloads.range(b) {
+        Some(range) => {
+            let in_file = &mut inits.file[range.clone()];
+            if Q4Matrix::repack_in_place(spec.n, spec.k, in_file, layout, scratch) {
+                Weights::InFile(range)
+            } else {
+                // Rows the layout pads: a matrix of their own.
+                let own = Arc::new(in_file.to_vec());
+                let matrix = Q4Matrix::from_shared(
+                    spec.n,
+                    spec.k,
+                    own,
+                    Arc::new(scale_values.clone()),
+                    zero_points.as_deref(),
+                )
+                .ok()?;
+                Weights::Ready(matrix.into_layout(layout))
             }
-            None
         }
-    }
+        None => {
+            let own = Arc::new(std::mem::take(&mut inits.protos[b].raw_data));
+            match Q4Matrix::from_shared(
+                spec.n,
+                spec.k,
+                own.clone(),
+                Arc::new(scale_values.clone()),
+                zero_points.as_deref(),
+            ) {
+                // Repacked now that the bytes are ours (the moved buffer is released as soon
+                // as it is).
+                Ok(matrix) => {
+                    drop(own);
+                    Weights::Ready(matrix.into_layout(layout))
+                }
+                Err(_) => {
+                    // Sizes were checked above, so this is not expected; give the bytes back
+                    // to the graph for the generic path to report.
+                    if let Ok(bytes) = Arc::try_unwrap(own) {
+                        inits.protos[b].raw_data = bytes;
+                    }
+                    return None;
+                }
+            }
+        }
+    };
+    Some(Pending {
+        output,
+        n: spec.n,
+        k: spec.k,
+        weights,
+        scales: scale_values,
+        zero_points,
+    })
 }
 
 /// ONNX builder registered as `NextwordMatMulQ4` (our `MatMulImpl` only).
