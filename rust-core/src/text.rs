@@ -69,12 +69,17 @@ pub fn capitalize(s: &str) -> String {
 /// Lower-cased characters of `s`, for case-insensitive prefix matching. ASCII text (nearly
 /// every word of the English word list, folded at load) skips the Unicode case tables.
 pub fn fold(s: &str) -> Vec<char> {
+    let mut out = Vec::with_capacity(s.len());
+    fold_into(s, &mut out);
+    out
+}
+
+/// [`fold`], appended to `out`.
+pub fn fold_into(s: &str, out: &mut Vec<char>) {
     if s.is_ascii() {
-        s.bytes()
-            .map(|b| char::from(b.to_ascii_lowercase()))
-            .collect()
+        out.extend(s.bytes().map(|b| char::from(b.to_ascii_lowercase())));
     } else {
-        s.chars().flat_map(char::to_lowercase).collect()
+        out.extend(s.chars().flat_map(char::to_lowercase));
     }
 }
 

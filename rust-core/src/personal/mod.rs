@@ -15,6 +15,7 @@ pub mod store;
 pub mod typo;
 
 use std::collections::HashSet;
+use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
@@ -24,7 +25,7 @@ pub use store::StoreError;
 
 use crate::error::{Error, Result};
 use crate::predictor::SuggestionKind;
-use ngram::{key, key_chars, runs, UserNgrams};
+use ngram::{key, key_chars_into, runs, UserNgrams};
 use store::{Op, Store};
 
 /// λ: weight of the user's model against the neural model's.
@@ -122,12 +123,15 @@ const UNKNOWN_WORD_MIN_SHARE: f64 = 0.05;
 
 /// The English word list typo corrections come from (see training/lexicon.py).
 ///
-/// Built when the first English predictor opens, so it is part of the load time: one
-/// allocation per word and a sorted index instead of a set of strings (which took ~10 ms of
-/// the ~100 ms load, more than the vocabulary's classification).
+/// Built when the first English predictor opens, so it is part of the load time: the folded
+/// words in one buffer and a sorted index instead of a set of strings (which took ~10 ms of
+/// the ~100 ms load, more than the vocabulary's classification; one allocation per word still
+/// cost ~1 ms).
 struct Lexicon {
-    /// Folded words, most frequent first, with their usual casing.
-    words: Vec<(Box<[char]>, &'static str)>,
+    /// Every word folded, one after another.
+    chars: Vec<char>,
+    /// Most frequent first: where each word's folded form lies in `chars`, its usual casing.
+    words: Vec<(Range<u32>, &'static str)>,
     /// Indices into `words` in the order of their folded forms, for "is this a word?" and
     /// "does any word start with this?".
     sorted: Vec<u32>,
@@ -137,29 +141,43 @@ struct Lexicon {
 
 impl Lexicon {
     fn new(list: &'static str) -> Lexicon {
-        let words: Vec<(Box<[char]>, &'static str)> = list
-            .lines()
-            .filter(|l| !l.is_empty())
-            .map(|w| (key_chars(w).into_boxed_slice(), w))
+        let mut chars = Vec::with_capacity(list.len());
+        let mut words = Vec::new();
+        let mut irregular = HashSet::new();
+        for w in list.lines().filter(|l| !l.is_empty()) {
+            let start = chars.len() as u32;
+            key_chars_into(w, &mut chars);
+            words.push((start..chars.len() as u32, w));
+            if !regular_casing(w) {
+                irregular.insert(w);
+            }
+        }
+        let folded = |i: u32| {
+            let range = &words[i as usize].0;
+            &chars[range.start as usize..range.end as usize]
+        };
+        let mut keyed: Vec<(u64, u32)> = (0..words.len() as u32)
+            .map(|i| (sort_key(folded(i)), i))
             .collect();
-        let mut keyed: Vec<(u64, u32)> = (0..words.len())
-            .map(|i| (sort_key(&words[i].0), i as u32))
-            .collect();
-        keyed.sort_unstable_by(|x, y| {
-            x.0.cmp(&y.0)
-                .then_with(|| words[x.1 as usize].0.cmp(&words[y.1 as usize].0))
-        });
+        keyed.sort_unstable_by(|x, y| x.0.cmp(&y.0).then_with(|| folded(x.1).cmp(folded(y.1))));
         let sorted = keyed.into_iter().map(|(_, i)| i).collect();
-        let irregular = words
-            .iter()
-            .map(|&(_, w)| w)
-            .filter(|w| !regular_casing(w))
-            .collect();
         Lexicon {
+            chars,
             words,
             sorted,
             irregular,
         }
+    }
+
+    /// Word `i`'s folded form.
+    fn folded(&self, i: usize) -> &[char] {
+        let range = &self.words[i].0;
+        &self.chars[range.start as usize..range.end as usize]
+    }
+
+    /// The words, most frequent first: folded form and usual casing.
+    fn iter(&self) -> impl Iterator<Item = (&[char], &'static str)> {
+        (0..self.words.len()).map(|i| (self.folded(i), self.words[i].1))
     }
 
     /// The first folded word, in sorted order, not before `folded` (chars compare in the
@@ -167,8 +185,8 @@ impl Lexicon {
     fn first_from(&self, folded: &str) -> Option<&[char]> {
         let at = self
             .sorted
-            .partition_point(|&i| self.words[i as usize].0.iter().copied().lt(folded.chars()));
-        self.sorted.get(at).map(|&i| &self.words[i as usize].0[..])
+            .partition_point(|&i| self.folded(i as usize).iter().copied().lt(folded.chars()));
+        self.sorted.get(at).map(|&i| self.folded(i as usize))
     }
 
     fn contains(&self, folded: &str) -> bool {
@@ -222,6 +240,13 @@ fn english_offensive() -> &'static HashSet<String> {
 /// All lower case, capitalised ("Paris", "I'm") or all capitals ("NASA"), letters only
 /// counted: the casings a word has unless it is a name like "iPad" or "McCarthy".
 fn regular_casing(word: &str) -> bool {
+    // Most words of the list: lower-case ASCII.
+    if word
+        .bytes()
+        .all(|b| b.is_ascii() && !b.is_ascii_uppercase())
+    {
+        return true;
+    }
     let mut letters = word.chars().filter(|c| c.is_alphabetic());
     let Some(first) = letters.next() else {
         return true;
@@ -443,10 +468,9 @@ impl Personal {
             .map(|(folded, display)| (0, folded.as_slice(), *display))
             .chain(
                 lexicon
-                    .words
                     .iter()
                     .enumerate()
-                    .map(|(rank, (folded, display))| (rank + 1, &folded[..], *display)),
+                    .map(|(rank, (folded, display))| (rank + 1, folded, display)),
             );
         let mut seen = HashSet::new();
         for (rank, folded, display) in words {

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 
-use crate::text::{fold, is_word_char};
+use crate::text::{fold_into, is_word_char};
 
 /// Longest word learned; longer letter runs (hashes, keys, URLs) are not words.
 pub const MAX_WORD_CHARS: usize = 40;
@@ -151,18 +151,20 @@ pub fn runs(text: &str, starts_sentence: bool) -> Vec<Run> {
 
 /// The folded form a word is stored under: lower case, straight apostrophe.
 pub fn key(word: &str) -> String {
-    key_chars(word).into_iter().collect()
+    let mut chars = Vec::with_capacity(word.len());
+    key_chars_into(word, &mut chars);
+    chars.into_iter().collect()
 }
 
-/// [`key`] as chars.
-pub fn key_chars(word: &str) -> Vec<char> {
-    let mut chars = fold(word);
-    for c in &mut chars {
+/// [`key`] as chars, appended to `out`.
+pub fn key_chars_into(word: &str, out: &mut Vec<char>) {
+    let start = out.len();
+    fold_into(word, out);
+    for c in &mut out[start..] {
         if *c == '\u{2019}' {
             *c = '\'';
         }
     }
-    chars
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
