@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 seconds=${FUZZ_SECONDS:-15}
-targets=${FUZZ_TARGETS:-"manifest pack_loader suggest delta_apply user_store"}
+targets=${FUZZ_TARGETS:-"manifest pack_loader suggest delta_apply user_store model_strip"}
 nice_level=${FUZZ_NICE:-0}
 t0=$(date +%s)
 
@@ -22,7 +22,8 @@ echo "fuzz: toolchain ready in $(( $(date +%s) - t0 )) s"
 
 # ---- seed corpora ----
 corpus="$root/fuzz/corpus"
-mkdir -p "$corpus"/{manifest,pack_loader,suggest,delta_apply,user_store}
+mkdir -p "$corpus"/{manifest,pack_loader,suggest,delta_apply,user_store,model_strip}
+cp models/fixture/model.onnx "$corpus/model_strip/fixture.onnx"
 # The CLI as test.sh builds it (the same package selection, so nothing is rebuilt).
 cargo build -q --workspace --lib --bins --tests
 nextword() { "$root/target/debug/nextword" "$@"; }
