@@ -381,9 +381,16 @@ unsafe fn matmul_avx2_cols8(x: &[f32], m: usize, w: &Q4Matrix, out: &mut [f32]) 
                     tile_avx2_cols8::<$R, false>(&view, group, a, s, z)
                 };
                 for (t, acc) in acc.into_iter().enumerate() {
-                    let mut lanes = [0f32; GROUP_ROWS];
-                    _mm256_storeu_ps(lanes.as_mut_ptr(), acc);
-                    out[(r0 + t) * n + col0..][..cols].copy_from_slice(&lanes[..cols]);
+                    let dst = &mut out[(r0 + t) * n + col0..][..cols];
+                    if cols == GROUP_ROWS {
+                        // A whole group goes straight to `out` (through `lanes`, a `memcpy`
+                        // call per tile row: 1.6% of a 20-token forward).
+                        _mm256_storeu_ps(dst.as_mut_ptr(), acc);
+                    } else {
+                        let mut lanes = [0f32; GROUP_ROWS];
+                        _mm256_storeu_ps(lanes.as_mut_ptr(), acc);
+                        dst.copy_from_slice(&lanes[..cols]);
+                    }
                 }
             }};
         }
