@@ -83,8 +83,9 @@ impl LanguageModel {
     /// one form at a time where it can be helped. With nextword's op the layers' packed
     /// weights are never copied: the decoder skips them (`ops::payloads`), they are repacked
     /// for the kernels where they lie in the file's buffer, whose other bytes are then
-    /// released (`ops::preload`); the rest (the tied embedding, copied into tract's tensor)
-    /// is read in place from tract's tensors. The protobuf is freed once tract has read it.
+    /// released (`ops::preload`); the tied embedding is copied into tract's tensor, which the
+    /// lookup reads in place, and once more into the LM head's matrix in the kernel's layout.
+    /// The protobuf is freed once tract has read it.
     pub fn load(
         bytes: Vec<u8>,
         info: &ModelInfo,

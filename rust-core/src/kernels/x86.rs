@@ -21,7 +21,8 @@
 //! the model's shapes: about 2x, `kernels` bench): there its lanes are 8 output columns
 //! ([`tile_avx2_cols8`]), so there are no horizontal sums and the float work (convert, scale
 //! product, FMA) is done once per block for 8 outputs instead of once per 2 blocks per output.
-//! It keeps the row-major path for matrices left in the file's order (the tied LM head).
+//! It keeps the row-major path for matrices left in the file's order (not repacked: a
+//! matrix built outside a model load, or the weights of a node tract could not fold).
 
 use std::arch::x86_64::*;
 
