@@ -189,13 +189,19 @@ fn preloaded_weights_match_onnxruntime() {
         assert!(!names.contains(&moved), "{moved} still in the graph");
     }
     assert!(names.contains(&"bias_bias") && names.contains(&"plain_B"));
+    check_preloaded(&proto, preloaded, "nextword-preloaded");
+}
+
+/// Reads `proto`, whose weights `preloaded` holds, withdraws them once tract has the graph,
+/// and checks the optimized model (all six nodes packed) against ONNX Runtime's outputs.
+fn check_preloaded(proto: &pb::ModelProto, preloaded: preload::Preloaded, label: &str) {
     let model = onnx_framework(MatMulImpl::Nextword)
-        .model_for_proto_model(&proto)
+        .model_for_proto_model(proto)
         .unwrap();
     drop(preloaded);
     let model = model.into_optimized().unwrap();
     assert_eq!(count_nodes(&model), (6, 0));
-    check_matmul_nbits_model("nextword-preloaded", model);
+    check_matmul_nbits_model(label, model);
 }
 
 /// The same with every initializer payload left in the file's buffer by `ops::payloads` (as
@@ -224,13 +230,7 @@ fn weights_repacked_in_the_file_match_onnxruntime() {
         let want = kept.iter().find(|k| k.name == t.name).unwrap();
         assert_eq!(t.raw_data, want.raw_data, "{} given back", t.name);
     }
-    let model = onnx_framework(MatMulImpl::Nextword)
-        .model_for_proto_model(&proto)
-        .unwrap();
-    drop(preloaded);
-    let model = model.into_optimized().unwrap();
-    assert_eq!(count_nodes(&model), (6, 0));
-    check_matmul_nbits_model("nextword-repacked-in-file", model);
+    check_preloaded(&proto, preloaded, "nextword-repacked-in-file");
 }
 
 /// A weight that is also listed as a graph input (as older exports do) is left to tract.

@@ -85,14 +85,15 @@ struct Pending {
     n: usize,
     k: usize,
     weights: Weights,
-    /// MatMulNBits' scales and zero points, for a matrix whose weights are in the file.
-    scales: Vec<f32>,
-    zero_points: Option<Vec<u8>>,
 }
 
 enum Weights {
-    /// Repacked in place in the file's buffer.
-    InFile(Range<usize>),
+    /// Repacked in place in the file's buffer; MatMulNBits' scales and zero points.
+    InFile {
+        range: Range<usize>,
+        scales: Vec<f32>,
+        zero_points: Option<Vec<u8>>,
+    },
     /// A matrix of their own (bytes the decoder gave the initializer, or rows that `layout`
     /// pads).
     Ready(Q4Matrix),
@@ -192,13 +193,13 @@ fn matrices(
     // The weights moved to the front in file order, then the rest cut off: the buffer shrinks
     // where it is (the allocator remaps it); nothing is copied but the weights moved.
     let start = |p: &Pending| match &p.weights {
-        Weights::InFile(range) => range.start,
+        Weights::InFile { range, .. } => range.start,
         Weights::Ready(_) => usize::MAX,
     };
     pending.sort_by_key(start);
     let mut end = 0;
     for p in &mut pending {
-        if let Weights::InFile(range) = &mut p.weights {
+        if let Weights::InFile { range, .. } = &mut p.weights {
             file.copy_within(range.clone(), end);
             *range = end..end + range.len();
             end = range.end;
@@ -212,7 +213,11 @@ fn matrices(
         .filter_map(|p| {
             let matrix = match p.weights {
                 Weights::Ready(matrix) => matrix,
-                Weights::InFile(range) => {
+                Weights::InFile {
+                    range,
+                    scales,
+                    zero_points,
+                } => {
                     let weights = Arc::new(FileSlice {
                         file: file.clone(),
                         range,
@@ -224,8 +229,8 @@ fn matrices(
                         p.k,
                         weights,
                         layout,
-                        &p.scales,
-                        p.zero_points.as_deref(),
+                        &scales,
+                        zero_points.as_deref(),
                     )
                     .ok()?
                 }
@@ -251,7 +256,7 @@ impl Initializers<'_> {
     }
 }
 
-/// The node's matrix, its packed weights (`slots[0]`) repacked into `layout` where they are
+/// The node's matrix, its packed weights (initializer `b`) repacked into `layout` where they are
 /// (the file's buffer, or moved out of the initializer); `None` (nothing changed) unless the
 /// node and its initializers are as the generic path would accept them.
 fn take_matrix(
@@ -287,7 +292,11 @@ fn take_matrix(
         Some(range) => {
             let in_file = &mut inits.file[range.clone()];
             if Q4Matrix::repack_in_place(spec.n, spec.k, in_file, layout, scratch) {
-                Weights::InFile(range)
+                Weights::InFile {
+                    range,
+                    scales: scale_values,
+                    zero_points,
+                }
             } else {
                 // Rows the layout pads: a matrix of their own.
                 let own = Arc::new(in_file.to_vec());
@@ -295,7 +304,7 @@ fn take_matrix(
                     spec.n,
                     spec.k,
                     own,
-                    Arc::new(scale_values.clone()),
+                    Arc::new(scale_values),
                     zero_points.as_deref(),
                 )
                 .ok()?;
@@ -308,7 +317,7 @@ fn take_matrix(
                 spec.n,
                 spec.k,
                 own.clone(),
-                Arc::new(scale_values.clone()),
+                Arc::new(scale_values),
                 zero_points.as_deref(),
             ) {
                 // Repacked now that the bytes are ours (the moved buffer is released as soon
@@ -333,8 +342,6 @@ fn take_matrix(
         n: spec.n,
         k: spec.k,
         weights,
-        scales: scale_values,
-        zero_points,
     })
 }
 
