@@ -84,7 +84,8 @@ unsafe fn matmul_dotprod(x: &[f32], m: usize, w: &Q4Matrix, out: &mut [f32]) {
 }
 
 /// NEON version of [`super::quantize_row_scalar`], bit-identical to it: same scale
-/// formula, and `fcvtns` rounds to nearest-even like `round_ties_even`.
+/// formula, and `fcvtns` rounds to nearest-even like `round_ties_even`; each block written
+/// in the kernels' order.
 #[target_feature(enable = "neon")]
 fn quantize_row_neon(x: &[f32], q: &mut [i8], scales: &mut [f32]) {
     let k = x.len();
@@ -104,8 +105,9 @@ fn quantize_row_neon(x: &[f32], q: &mut [i8], scales: &mut [f32]) {
             let inv;
             (*scale, inv) = act_scale(vmaxvq_f32(vmax));
             let vinv = vdupq_n_f32(inv);
-            for h in 0..2 {
-                // 16 values -> 16 int8 with saturating narrows (which never clip here).
+            // 32 values -> 32 int8 with saturating narrows (which never clip here).
+            let mut halves = [vdupq_n_s8(0); 2];
+            for (h, half) in halves.iter_mut().enumerate() {
                 let c: [int32x4_t; 4] = [
                     vcvtnq_s32_f32(vmulq_f32(xs[4 * h], vinv)),
                     vcvtnq_s32_f32(vmulq_f32(xs[4 * h + 1], vinv)),
@@ -114,16 +116,19 @@ fn quantize_row_neon(x: &[f32], q: &mut [i8], scales: &mut [f32]) {
                 ];
                 let lo = vcombine_s16(vqmovn_s32(c[0]), vqmovn_s32(c[1]));
                 let hi = vcombine_s16(vqmovn_s32(c[2]), vqmovn_s32(c[3]));
-                vst1q_s8(
-                    qp.add(b * BLOCK + h * 16),
-                    vcombine_s8(vqmovn_s16(lo), vqmovn_s16(hi)),
-                );
+                *half = vcombine_s8(vqmovn_s16(lo), vqmovn_s16(hi));
             }
+            // The kernels' order: `uzp1` takes the even elements, `uzp2` the odd ones.
+            vst1q_s8(qp.add(b * BLOCK), vuzp1q_s8(halves[0], halves[1]));
+            vst1q_s8(
+                qp.add(b * BLOCK + BLOCK_BYTES),
+                vuzp2q_s8(halves[0], halves[1]),
+            );
         }
     }
 }
 
-fn quantize_neon(x: &[f32], m: usize, k: usize) -> QuantizedActs {
+pub(super) fn quantize_neon(x: &[f32], m: usize, k: usize) -> QuantizedActs {
     // SAFETY: only called from the kernels' entry points, after feature detection.
     quantize_acts(x, m, k, |x, q, s| unsafe { quantize_row_neon(x, q, s) })
 }

@@ -656,10 +656,7 @@ pub(crate) fn check_matmul_args(x: &[f32], m: usize, w: &Q4Matrix, out: &[f32]) 
 /// For the kernels that read only [`Layout::RowBlocks`]: when `w` is in another layout,
 /// computes `out` with the scalar reference (which reads every layout) and returns true.
 /// The model gives each kernel its own layout, so this only serves direct callers.
-#[cfg_attr(
-    not(any(target_arch = "x86_64", target_arch = "aarch64")),
-    allow(dead_code)
-)]
+#[cfg(target_arch = "aarch64")]
 pub(crate) fn scalar_unless_row_blocks(x: &[f32], m: usize, w: &Q4Matrix, out: &mut [f32]) -> bool {
     if w.layout == Layout::RowBlocks {
         return false;
@@ -689,7 +686,8 @@ pub(crate) fn act_scale(amax: f32) -> (f32, f32) {
     }
 }
 
-/// Portable row quantizer: fills `q` (k values) and `scales` (k/32 values).
+/// Portable row quantizer: fills `q` (k values, each block in the kernels' order,
+/// [`kernel_order`]) and `scales` (k/32 values).
 pub(crate) fn quantize_row_scalar(x: &[f32], q: &mut [i8], scales: &mut [f32]) {
     for ((xb, qb), scale) in x
         .chunks_exact(BLOCK)
@@ -699,9 +697,9 @@ pub(crate) fn quantize_row_scalar(x: &[f32], q: &mut [i8], scales: &mut [f32]) {
         let amax = xb.iter().fold(0f32, |m, v| m.max(v.abs()));
         let inv;
         (*scale, inv) = act_scale(amax);
-        for (&v, o) in xb.iter().zip(qb.iter_mut()) {
+        for (e, &v) in xb.iter().enumerate() {
             // |v * inv| <= 127 (or NaN, for a non-finite input, which `as` makes 0).
-            *o = round_ties_even_small(v * inv).clamp(-127.0, 127.0) as i8;
+            qb[kernel_order(e)] = round_ties_even_small(v * inv).clamp(-127.0, 127.0) as i8;
         }
     }
 }
@@ -725,8 +723,8 @@ pub(crate) fn kernel_order(e: usize) -> usize {
     e / 2 + (e % 2) * BLOCK_BYTES
 }
 
-/// Quantizes all rows of `x` with `row_fn` (a scalar or SIMD row quantizer), each block
-/// then put in the kernels' order (a permutation inside a block: same scale, same values).
+/// Quantizes all rows of `x` with `row_fn` (a scalar or SIMD row quantizer, which writes
+/// each block in the kernels' order).
 pub(crate) fn quantize_acts(
     x: &[f32],
     m: usize,
@@ -743,12 +741,6 @@ pub(crate) fn quantize_acts(
             &mut scale[r * nb..(r + 1) * nb],
         );
     }
-    for block in q.chunks_exact_mut(BLOCK) {
-        let natural: [i8; BLOCK] = block.try_into().expect("a block");
-        for (e, &v) in natural.iter().enumerate() {
-            block[kernel_order(e)] = v;
-        }
-    }
     QuantizedActs { q, scale }
 }
 
@@ -764,20 +756,31 @@ pub(crate) fn quantize_acts(
 /// with it, so this is exactly `W x + W r` computed apart.
 pub fn matmul_two_pass(kernel: &dyn Q4Kernel, x: &[f32], m: usize, w: &Q4Matrix, out: &mut [f32]) {
     check_matmul_args(x, m, w, out);
-    // Every quantizer is bit-identical to the scalar one, so this is what `kernel` uses.
-    let acts = quantize_acts(x, m, w.k, quantize_row_scalar);
     let mut rows = Vec::with_capacity(2 * x.len());
     rows.extend_from_slice(x);
-    rows.extend(x.iter().enumerate().map(|(i, &v)| {
-        let a = acts.q[i - i % BLOCK + kernel_order(i % BLOCK)];
-        v - a as f32 * acts.scale[i / BLOCK]
-    }));
+    for block in x.chunks_exact(BLOCK) {
+        push_quantization_residual(block.try_into().expect("a block"), &mut rows);
+    }
     let mut both = vec![0f32; 2 * out.len()];
     kernel.matmul(&rows, 2 * m, w, &mut both);
     let (coarse, refinement) = both.split_at(out.len());
     for ((y, c), r) in out.iter_mut().zip(coarse).zip(refinement) {
         *y = c + r;
     }
+}
+
+/// Appends what int8 quantization leaves of a block, `x - s * a`: the scale and rounding of
+/// [`quantize_row_scalar`], which every quantizer matches bit for bit, so this is what the
+/// kernel's own quantization leaves; computed in the block's natural order, which the
+/// compiler vectorizes (the kernels' order would be a gather).
+fn push_quantization_residual(x: &[f32; BLOCK], out: &mut Vec<f32>) {
+    let (scale, inv) = act_scale(x.iter().fold(0f32, |m, v| m.max(v.abs())));
+    out.extend(x.iter().map(|&v| {
+        let a = round_ties_even_small(v * inv).clamp(-127.0, 127.0);
+        // A NaN is quantized to 0 (`as i8`).
+        let a = if a.is_nan() { 0.0 } else { a };
+        v - a * scale
+    }));
 }
 
 /// Kernels the running CPU supports, best last (`scalar` first).

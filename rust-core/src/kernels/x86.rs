@@ -27,8 +27,8 @@
 use std::arch::x86_64::*;
 
 use super::{
-    act_scale, check_matmul_args, quantize_acts, scalar_unless_row_blocks, Layout, Q4Kernel,
-    Q4Matrix, Q4View, QuantizedActs, BLOCK, BLOCK_BYTES, GROUP_ROWS, MR, NR,
+    act_scale, check_matmul_args, quantize_acts, Layout, Q4Kernel, Q4Matrix, Q4View, QuantizedActs,
+    BLOCK, BLOCK_BYTES, GROUP_ROWS, MR, NR,
 };
 
 pub(crate) fn avx2_supported() -> bool {
@@ -82,17 +82,23 @@ impl Q4Kernel for Avx512Vnni {
         "avx512vnni"
     }
 
+    fn layout(&self) -> Layout {
+        Layout::Cols8
+    }
+
     fn matmul(&self, x: &[f32], m: usize, w: &Q4Matrix, out: &mut [f32]) {
         check_matmul_args(x, m, w, out);
         assert!(
             avx512vnni_supported(),
             "avx512vnni kernel used on a CPU without avx512 vnni"
         );
-        if scalar_unless_row_blocks(x, m, w, out) {
-            return;
-        }
         // SAFETY: all enabled features are present (checked above); shapes checked above.
-        unsafe { matmul_vnni(x, m, w, out) }
+        unsafe {
+            match w.layout() {
+                Layout::Cols8 => matmul_vnni_cols8(x, m, w, out),
+                Layout::RowBlocks => matmul_vnni(x, m, w, out),
+            }
+        }
     }
 }
 
@@ -109,7 +115,8 @@ fn hmax_ps(v: __m256) -> f32 {
 }
 
 /// AVX2 version of [`super::quantize_row_scalar`], bit-identical to it: same scale
-/// formula, and `vcvtps2dq` rounds to nearest-even like `round_ties_even`.
+/// formula, and `vcvtps2dq` rounds to nearest-even like `round_ties_even`; each block written
+/// in the kernels' order.
 /// `|x * inv| <= 127` for finite blocks, so the saturating packs never clip.
 #[target_feature(enable = "avx2,fma")]
 fn quantize_row_avx2(x: &[f32], q: &mut [i8], scales: &mut [f32]) {
@@ -122,6 +129,10 @@ fn quantize_row_avx2(x: &[f32], q: &mut [i8], scales: &mut [f32]) {
         let abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFF_FFFF));
         // packs_epi32/packs_epi16 interleave the 128-bit lanes; this restores element order.
         let perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+        let even_odd = _mm256_setr_epi8(
+            0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15, 0, 2, 4, 6, 8, 10, 12, 14, 1, 3,
+            5, 7, 9, 11, 13, 15,
+        );
         for (b, scale) in scales.iter_mut().enumerate() {
             let p = xp.add(b * BLOCK);
             let (x0, x1) = (_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8)));
@@ -139,12 +150,16 @@ fn quantize_row_avx2(x: &[f32], q: &mut [i8], scales: &mut [f32]) {
             let i3 = _mm256_cvtps_epi32(_mm256_mul_ps(x3, vinv));
             let packed = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
             let packed = _mm256_permutevar8x32_epi32(packed, perm);
-            _mm256_storeu_si256(qp.add(b * BLOCK) as *mut __m256i, packed);
+            // The kernels' order: each 128-bit lane's even bytes to its low half, odd bytes
+            // to its high half, then the 64-bit halves as [even 0-14, even 16-30, odd, odd].
+            let split = _mm256_shuffle_epi8(packed, even_odd);
+            let ordered = _mm256_permute4x64_epi64::<0b11_01_10_00>(split);
+            _mm256_storeu_si256(qp.add(b * BLOCK) as *mut __m256i, ordered);
         }
     }
 }
 
-fn quantize_avx2(x: &[f32], m: usize, k: usize) -> QuantizedActs {
+pub(super) fn quantize_avx2(x: &[f32], m: usize, k: usize) -> QuantizedActs {
     // SAFETY: only called from the kernels' entry points, after feature detection.
     quantize_acts(x, m, k, |x, q, s| unsafe { quantize_row_avx2(x, q, s) })
 }
@@ -354,58 +369,69 @@ unsafe fn tile_avx2_cols8<const R: usize, const UNIFORM: bool>(
     acc
 }
 
+/// The [`Layout::Cols8`] loop nest shared by the AVX2 and VNNI kernels (a macro so that
+/// `$tile` is inlined into each caller's `#[target_feature]` function): activations
+/// quantized once, then per group of 8 output columns, activation rows in fours through
+/// `$tile::<4, UNIFORM>`, the 1-3 left over through the same tile with fewer rows.
+macro_rules! drive_cols8 {
+    ($x:expr, $m:expr, $w:expr, $out:expr, $tile:ident) => {{
+        let (x, m, w, out): (&[f32], usize, &Q4Matrix, &mut [f32]) = ($x, $m, $w, $out);
+        let (n, k) = (w.n(), w.k());
+        let nb = k / BLOCK;
+        let acts = quantize_avx2(x, m, k);
+        let factor = w.uniform_zero_point().map_or(1, i32::from);
+        let sums: Vec<i32> = acts
+            .q
+            .chunks_exact(BLOCK)
+            .map(|a| factor * a.iter().map(|&v| i32::from(v)).sum::<i32>())
+            .collect();
+        let view = w.view();
+        for group in 0..n.div_ceil(GROUP_ROWS) {
+            let (col0, cols) = (group * GROUP_ROWS, (n - group * GROUP_ROWS).min(GROUP_ROWS));
+            let mut r0 = 0;
+            // Four activation rows share each unpacked weight chunk; the 1-3 left over go
+            // through the same tile with fewer rows.
+            macro_rules! rows {
+                ($R:expr) => {{
+                    let a: [_; $R] = core::array::from_fn(|t| acts.q[(r0 + t) * k..].as_ptr());
+                    let s: [_; $R] = core::array::from_fn(|t| acts.scale[(r0 + t) * nb..].as_ptr());
+                    let z: [_; $R] = core::array::from_fn(|t| sums[(r0 + t) * nb..].as_ptr());
+                    let acc = if w.uniform_zero_point().is_some() {
+                        $tile::<$R, true>(&view, group, a, s, z)
+                    } else {
+                        $tile::<$R, false>(&view, group, a, s, z)
+                    };
+                    for (t, acc) in acc.into_iter().enumerate() {
+                        let dst = &mut out[(r0 + t) * n + col0..][..cols];
+                        if cols == GROUP_ROWS {
+                            // A whole group goes straight to `out` (through `lanes`, a `memcpy`
+                            // call per tile row: 1.6% of a 20-token forward).
+                            _mm256_storeu_ps(dst.as_mut_ptr(), acc);
+                        } else {
+                            let mut lanes = [0f32; GROUP_ROWS];
+                            _mm256_storeu_ps(lanes.as_mut_ptr(), acc);
+                            dst.copy_from_slice(&lanes[..cols]);
+                        }
+                    }
+                }};
+            }
+            while r0 + 4 <= m {
+                rows!(4);
+                r0 += 4;
+            }
+            match m - r0 {
+                0 => {}
+                1 => rows!(1),
+                2 => rows!(2),
+                _ => rows!(3),
+            }
+        }
+    }};
+}
+
 #[target_feature(enable = "avx2,fma")]
 unsafe fn matmul_avx2_cols8(x: &[f32], m: usize, w: &Q4Matrix, out: &mut [f32]) {
-    let (n, k) = (w.n(), w.k());
-    let nb = k / BLOCK;
-    let acts = quantize_avx2(x, m, k);
-    let factor = w.uniform_zero_point().map_or(1, i32::from);
-    let sums: Vec<i32> = acts
-        .q
-        .chunks_exact(BLOCK)
-        .map(|a| factor * a.iter().map(|&v| i32::from(v)).sum::<i32>())
-        .collect();
-    let view = w.view();
-    for group in 0..n.div_ceil(GROUP_ROWS) {
-        let (col0, cols) = (group * GROUP_ROWS, (n - group * GROUP_ROWS).min(GROUP_ROWS));
-        let mut r0 = 0;
-        // Four activation rows share each unpacked weight chunk; the 1-3 left over go
-        // through the same tile with fewer rows.
-        macro_rules! rows {
-            ($R:expr) => {{
-                let a: [_; $R] = core::array::from_fn(|t| acts.q[(r0 + t) * k..].as_ptr());
-                let s: [_; $R] = core::array::from_fn(|t| acts.scale[(r0 + t) * nb..].as_ptr());
-                let z: [_; $R] = core::array::from_fn(|t| sums[(r0 + t) * nb..].as_ptr());
-                let acc = if w.uniform_zero_point().is_some() {
-                    tile_avx2_cols8::<$R, true>(&view, group, a, s, z)
-                } else {
-                    tile_avx2_cols8::<$R, false>(&view, group, a, s, z)
-                };
-                for (t, acc) in acc.into_iter().enumerate() {
-                    let dst = &mut out[(r0 + t) * n + col0..][..cols];
-                    if cols == GROUP_ROWS {
-                        // A whole group goes straight to `out` (through `lanes`, a `memcpy`
-                        // call per tile row: 1.6% of a 20-token forward).
-                        _mm256_storeu_ps(dst.as_mut_ptr(), acc);
-                    } else {
-                        let mut lanes = [0f32; GROUP_ROWS];
-                        _mm256_storeu_ps(lanes.as_mut_ptr(), acc);
-                        dst.copy_from_slice(&lanes[..cols]);
-                    }
-                }
-            }};
-        }
-        while r0 + 4 <= m {
-            rows!(4);
-            r0 += 4;
-        }
-        match m - r0 {
-            0 => {}
-            1 => rows!(1),
-            2 => rows!(2),
-            _ => rows!(3),
-        }
-    }
+    drive_cols8!(x, m, w, out, tile_avx2_cols8)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -562,6 +588,69 @@ unsafe fn tile_vnni<const R: usize, const NRR: usize, const UNIFORM: bool>(
         }
     }
     reduce(acc256)
+}
+
+/// [`tile_avx2_cols8`] with `vpdpbusd` (256-bit, AVX-512 VL): each chunk's nibbles times
+/// the broadcast activations go straight into the i32 lanes, which start from the
+/// zero-point term `-zp * sum(a)`: the same exact integer dot products, hence the same
+/// outputs, in two instructions per chunk and row where AVX2 takes four (`vpmaddubsw`
+/// twice, two adds), and no final widening. 256-bit rather than 512-bit lanes so that it
+/// reads the same [`Layout::Cols8`]: the model repacks the weights once, for whichever
+/// x86 kernel runs.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")]
+#[inline]
+unsafe fn tile_vnni_cols8<const R: usize, const UNIFORM: bool>(
+    w: &Q4View,
+    group: usize,
+    acts: [*const i8; R],
+    a_scales: [*const f32; R],
+    a_sums: [*const i32; R],
+) -> [__m256; R] {
+    let (qs, scales, zps) = w.group(group);
+    let (qs, scales, zps) = (qs.as_ptr(), scales.as_ptr(), zps.as_ptr());
+    let nibble = _mm256_set1_epi8(0x0F);
+    let mut acc = [_mm256_setzero_ps(); R];
+    for b in 0..w.blocks_per_row() {
+        let q = qs.add(b * GROUP_ROWS * BLOCK_BYTES);
+        let zp = if UNIFORM {
+            _mm256_setzero_si256()
+        } else {
+            _mm256_cvtepu8_epi32(_mm_loadl_epi64(zps.add(b * GROUP_ROWS) as *const __m128i))
+        };
+        let mut dot: [__m256i; R] = core::array::from_fn(|t| {
+            let sum = _mm256_set1_epi32(*a_sums[t].add(b));
+            let zp_term = if UNIFORM {
+                sum
+            } else {
+                _mm256_mullo_epi32(zp, sum)
+            };
+            _mm256_sub_epi32(_mm256_setzero_si256(), zp_term)
+        });
+        for j in 0..4 {
+            let v = _mm256_loadu_si256(q.add(j * 32) as *const __m256i);
+            let lo = _mm256_and_si256(v, nibble);
+            let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(v), nibble);
+            for t in 0..R {
+                // The block's activations in kernel order: even elements, then odd ones.
+                let a = acts[t].add(b * BLOCK);
+                let even = _mm256_set1_epi32((a.add(4 * j) as *const i32).read_unaligned());
+                let odd = (a.add(BLOCK_BYTES + 4 * j) as *const i32).read_unaligned();
+                dot[t] = _mm256_dpbusd_epi32(dot[t], lo, even);
+                dot[t] = _mm256_dpbusd_epi32(dot[t], hi, _mm256_set1_epi32(odd));
+            }
+        }
+        let d = _mm256_loadu_ps(scales.add(b * GROUP_ROWS));
+        for t in 0..R {
+            let scale = _mm256_mul_ps(d, _mm256_set1_ps(*a_scales[t].add(b)));
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot[t]), scale, acc[t]);
+        }
+    }
+    acc
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")]
+unsafe fn matmul_vnni_cols8(x: &[f32], m: usize, w: &Q4Matrix, out: &mut [f32]) {
+    drive_cols8!(x, m, w, out, tile_vnni_cols8)
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")]
