@@ -125,13 +125,14 @@ impl LanguageModel {
             let t = std::time::Instant::now();
             let fused = fusion::fuse(graph);
             log::debug!(
-                "fused {} attention, {} rope ({} with the q/k/v split), {} RMS norm and {} \
-                 SwiGLU patterns in {:?}",
+                "fused {} attention, {} rope ({} with the q/k/v split), {} RMS norm, {} \
+                 SwiGLU and {} residual add patterns in {:?}",
                 fused.attention,
                 fused.rope,
                 fused.qkv_rope,
                 fused.rms_norm,
                 fused.swiglu,
+                fused.residual_add,
                 t.elapsed()
             );
             if matmul == MatMulImpl::Nextword {

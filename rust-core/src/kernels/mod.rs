@@ -772,9 +772,13 @@ pub fn matmul_two_pass(kernel: &dyn Q4Kernel, x: &[f32], m: usize, w: &Q4Matrix,
 /// Appends what int8 quantization leaves of a block, `x - s * a`: the scale and rounding of
 /// [`quantize_row_scalar`], which every quantizer matches bit for bit, so this is what the
 /// kernel's own quantization leaves; computed in the block's natural order, which the
-/// compiler vectorizes (the kernels' order would be a gather).
+/// compiler vectorizes (the kernels' order would be a gather). The absolute maximum is taken
+/// on the values' bits (for non-negative floats their order is the numbers'), a reduction
+/// the compiler vectorizes where it keeps `f32::max`'s order; a NaN, which the quantizers
+/// skip, leaves the block as its own residual (the first pass's output is meaningless then).
 fn push_quantization_residual(x: &[f32; BLOCK], out: &mut Vec<f32>) {
-    let (scale, inv) = act_scale(x.iter().fold(0f32, |m, v| m.max(v.abs())));
+    let amax = x.iter().fold(0u32, |m, v| m.max(v.to_bits() & 0x7FFF_FFFF));
+    let (scale, inv) = act_scale(f32::from_bits(amax));
     out.extend(x.iter().map(|&v| {
         let a = round_ties_even_small(v * inv).clamp(-127.0, 127.0);
         // A NaN is quantized to 0 (`as i8`).

@@ -617,15 +617,18 @@ unsafe fn tile_vnni_cols8<const R: usize, const UNIFORM: bool>(
         } else {
             _mm256_cvtepu8_epi32(_mm_loadl_epi64(zps.add(b * GROUP_ROWS) as *const __m128i))
         };
-        let mut dot: [__m256i; R] = core::array::from_fn(|t| {
+        // One accumulator per chunk and row: `vpdpbusd` has a latency of several cycles, and
+        // one chain of eight per block and row kept the decode step (one row) waiting on it.
+        let mut dot = [[_mm256_setzero_si256(); 4]; R];
+        for (t, dot) in dot.iter_mut().enumerate() {
             let sum = _mm256_set1_epi32(*a_sums[t].add(b));
             let zp_term = if UNIFORM {
                 sum
             } else {
                 _mm256_mullo_epi32(zp, sum)
             };
-            _mm256_sub_epi32(_mm256_setzero_si256(), zp_term)
-        });
+            dot[0] = _mm256_sub_epi32(dot[0], zp_term);
+        }
         for j in 0..4 {
             let v = _mm256_loadu_si256(q.add(j * 32) as *const __m256i);
             let lo = _mm256_and_si256(v, nibble);
@@ -635,14 +638,17 @@ unsafe fn tile_vnni_cols8<const R: usize, const UNIFORM: bool>(
                 let a = acts[t].add(b * BLOCK);
                 let even = _mm256_set1_epi32((a.add(4 * j) as *const i32).read_unaligned());
                 let odd = (a.add(BLOCK_BYTES + 4 * j) as *const i32).read_unaligned();
-                dot[t] = _mm256_dpbusd_epi32(dot[t], lo, even);
-                dot[t] = _mm256_dpbusd_epi32(dot[t], hi, _mm256_set1_epi32(odd));
+                let c = _mm256_dpbusd_epi32(dot[t][j], lo, even);
+                dot[t][j] = _mm256_dpbusd_epi32(c, hi, _mm256_set1_epi32(odd));
             }
         }
         let d = _mm256_loadu_ps(scales.add(b * GROUP_ROWS));
         for t in 0..R {
+            // Integer sums: exact in any order.
+            let [c0, c1, c2, c3] = dot[t];
+            let dot = _mm256_add_epi32(_mm256_add_epi32(c0, c1), _mm256_add_epi32(c2, c3));
             let scale = _mm256_mul_ps(d, _mm256_set1_ps(*a_scales[t].add(b)));
-            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot[t]), scale, acc[t]);
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), scale, acc[t]);
         }
     }
     acc

@@ -9,7 +9,9 @@
 //! * RMS normalization with its gain, six nodes per norm -> [`NextwordRmsNorm`](super::rms_norm);
 //! * the feed-forward gate, five nodes per layer -> [`NextwordSwiGlu`](super::swiglu);
 //! * the split of the q/k/v projection into heads around the rotary embedding, seven nodes
-//!   per layer (the rotation's included) -> [`NextwordQkvRope`](super::qkv_rope).
+//!   per layer (the rotation's included) -> [`NextwordQkvRope`](super::qkv_rope);
+//! * the residual connections, `Add(x, MatMulNBits(..))` with `x` the embedding lookup or
+//!   the previous residual `Add`, two per layer -> [`NextwordResidualAdd`](super::residual_add).
 //!
 //! Each pattern matches only as written below, with every intermediate value used once
 //! (so nothing else reads what the fused op no longer computes); anything else is left as
@@ -34,15 +36,22 @@ pub struct Fused {
     pub swiglu: usize,
     /// Layers whose q/k/v split and rotation are one op (their `rope` count stays).
     pub qkv_rope: usize,
+    pub residual_add: usize,
 }
 
 /// Rewrites `graph` in place.
 pub fn fuse(graph: &mut GraphProto) -> Fused {
-    // The four patterns share no node, so one view of the graph finds them all; the cache
+    // These patterns share no node, so one view of the graph finds them all; the cache
     // plumbing is matched around the fused attention nodes, on a second view.
-    let [attention, rope, rms_norm, swiglu] = rewrite(
+    let [attention, rope, rms_norm, swiglu, residual_add] = rewrite(
         graph,
-        [match_attention, match_rope, match_rms_norm, match_swiglu],
+        [
+            match_attention,
+            match_rope,
+            match_rms_norm,
+            match_swiglu,
+            match_residual_add,
+        ],
     );
     let kv_cache = fuse_kv_cache(graph);
     // Around the fused rotation.
@@ -54,6 +63,7 @@ pub fn fuse(graph: &mut GraphProto) -> Fused {
         rms_norm,
         swiglu,
         qkv_rope,
+        residual_add,
     }
 }
 
@@ -582,6 +592,42 @@ fn match_swiglu(view: &View, i: usize) -> Option<Match> {
     })
 }
 
+/// `Add(x, y)` with `y` a `MatMulNBits` output (or its [`preload`](super::preload)ed
+/// form) and `x` the stream the residual connections
+/// carry: the embedding lookup (`Gather` / `GatherBlockQuantized`) or the previous residual
+/// `Add`. Both are then `[batch, tokens, d_model]`, the shapes the fused op requires.
+fn match_residual_add(view: &View, i: usize) -> Option<Match> {
+    let add = view.binary(i, "Add")?;
+    let op_of = |value: &str| {
+        let node = &view.graph.node[*view.producer.get(value)?];
+        Some((node.op_type.as_str(), node.domain.as_str()))
+    };
+    let projection = add.input.iter().find(|y| {
+        matches!(
+            op_of(y),
+            Some(("MatMulNBits", "com.microsoft") | (super::preload::OP_TYPE, ""))
+        )
+    })?;
+    let stream = other(add, projection)?;
+    if !matches!(
+        op_of(stream)?,
+        ("Add" | "Gather", "") | ("GatherBlockQuantized", "com.microsoft")
+    ) {
+        return None;
+    }
+    let node = NodeProto {
+        name: format!("{}.residual_add", add.output[0]),
+        op_type: "NextwordResidualAdd".into(),
+        input: vec![stream.to_string(), projection.clone()],
+        output: add.output.clone(),
+        ..Default::default()
+    };
+    Some(Match {
+        remove: vec![i],
+        node,
+    })
+}
+
 /// Around a fused rotation `r = NextwordRope(Slice(t, 0, 2H, axis 1), cos, sin)`:
 /// `t = Transpose(Reshape(qkv, [1, -1, 3H, Dh]), perm [0, 2, 1, 3])`, `q = Slice(r, 0, H, 1)`,
 /// `k = Slice(r, H, 2H, 1)`, `v = Slice(t, 2H, 3H, 1)`, matched at the rotation. The fused
@@ -743,6 +789,7 @@ mod tests {
                     rms_norm: 2 * layers + 1,
                     swiglu: layers,
                     qkv_rope: layers,
+                    residual_add: 2 * layers,
                 },
                 "{bundle}"
             );

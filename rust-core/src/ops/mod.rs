@@ -26,6 +26,7 @@ pub mod matmul_nbits;
 pub mod payloads;
 pub mod preload;
 pub mod qkv_rope;
+pub mod residual_add;
 pub mod rms_norm;
 pub mod rope;
 pub mod swiglu;
@@ -112,6 +113,8 @@ pub fn register(onnx: &mut Onnx, imp: MatMulImpl) {
         .insert("NextwordSwiGlu", swiglu::nextword_swiglu);
     onnx.op_register
         .insert("NextwordQkvRope", qkv_rope::nextword_qkv_rope);
+    onnx.op_register
+        .insert("NextwordResidualAdd", residual_add::nextword_residual_add);
     match imp {
         MatMulImpl::Nextword => {
             onnx.op_register
