@@ -758,9 +758,7 @@ pub fn matmul_two_pass(kernel: &dyn Q4Kernel, x: &[f32], m: usize, w: &Q4Matrix,
     check_matmul_args(x, m, w, out);
     let mut rows = Vec::with_capacity(2 * x.len());
     rows.extend_from_slice(x);
-    for block in x.chunks_exact(BLOCK) {
-        push_quantization_residual(block.try_into().expect("a block"), &mut rows);
-    }
+    push_quantization_residuals(x, &mut rows);
     let mut both = vec![0f32; 2 * out.len()];
     kernel.matmul(&rows, 2 * m, w, &mut both);
     let (coarse, refinement) = both.split_at(out.len());
@@ -776,6 +774,7 @@ pub fn matmul_two_pass(kernel: &dyn Q4Kernel, x: &[f32], m: usize, w: &Q4Matrix,
 /// on the values' bits (for non-negative floats their order is the numbers'), a reduction
 /// the compiler vectorizes where it keeps `f32::max`'s order; a NaN, which the quantizers
 /// skip, leaves the block as its own residual (the first pass's output is meaningless then).
+#[inline(always)]
 fn push_quantization_residual(x: &[f32; BLOCK], out: &mut Vec<f32>) {
     let amax = x.iter().fold(0u32, |m, v| m.max(v.to_bits() & 0x7FFF_FFFF));
     let (scale, inv) = act_scale(f32::from_bits(amax));
@@ -785,6 +784,25 @@ fn push_quantization_residual(x: &[f32; BLOCK], out: &mut Vec<f32>) {
         let a = if a.is_nan() { 0.0 } else { a };
         v - a * scale
     }));
+}
+
+/// [`push_quantization_residual`] for every block of `x`, vectorized 8 lanes wide where the
+/// CPU has AVX2 (Rust never fuses the multiply and subtract into an FMA: same results).
+fn push_quantization_residuals(x: &[f32], out: &mut Vec<f32>) {
+    #[cfg(target_arch = "x86_64")]
+    if x86::avx2_supported() {
+        #[target_feature(enable = "avx2,fma")]
+        fn avx2(x: &[f32], out: &mut Vec<f32>) {
+            for block in x.chunks_exact(BLOCK) {
+                push_quantization_residual(block.try_into().expect("a block"), out);
+            }
+        }
+        // SAFETY: the CPU has AVX2 and FMA (checked above).
+        return unsafe { avx2(x, out) };
+    }
+    for block in x.chunks_exact(BLOCK) {
+        push_quantization_residual(block.try_into().expect("a block"), out);
+    }
 }
 
 /// Kernels the running CPU supports, best last (`scalar` first).

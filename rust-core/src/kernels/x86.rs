@@ -617,8 +617,11 @@ unsafe fn tile_vnni_cols8<const R: usize, const UNIFORM: bool>(
         } else {
             _mm256_cvtepu8_epi32(_mm_loadl_epi64(zps.add(b * GROUP_ROWS) as *const __m128i))
         };
-        // One accumulator per chunk and row: `vpdpbusd` has a latency of several cycles, and
-        // one chain of eight per block and row kept the decode step (one row) waiting on it.
+        // Independent accumulator chains per row (`vpdpbusd` has a latency of several
+        // cycles; one chain of eight per block kept the decode step, one row, waiting on
+        // it): one per chunk for one or two rows, two (even and odd chunks) for more, whose
+        // other rows' chains fill the pipeline, at one combining add per block and row.
+        let chains = if R >= 3 { 2 } else { 4 };
         let mut dot = [[_mm256_setzero_si256(); 4]; R];
         for (t, dot) in dot.iter_mut().enumerate() {
             let sum = _mm256_set1_epi32(*a_sums[t].add(b));
@@ -638,15 +641,19 @@ unsafe fn tile_vnni_cols8<const R: usize, const UNIFORM: bool>(
                 let a = acts[t].add(b * BLOCK);
                 let even = _mm256_set1_epi32((a.add(4 * j) as *const i32).read_unaligned());
                 let odd = (a.add(BLOCK_BYTES + 4 * j) as *const i32).read_unaligned();
-                let c = _mm256_dpbusd_epi32(dot[t][j], lo, even);
-                dot[t][j] = _mm256_dpbusd_epi32(c, hi, _mm256_set1_epi32(odd));
+                let c = _mm256_dpbusd_epi32(dot[t][j % chains], lo, even);
+                dot[t][j % chains] = _mm256_dpbusd_epi32(c, hi, _mm256_set1_epi32(odd));
             }
         }
         let d = _mm256_loadu_ps(scales.add(b * GROUP_ROWS));
         for t in 0..R {
             // Integer sums: exact in any order.
             let [c0, c1, c2, c3] = dot[t];
-            let dot = _mm256_add_epi32(_mm256_add_epi32(c0, c1), _mm256_add_epi32(c2, c3));
+            let dot = if chains == 2 {
+                _mm256_add_epi32(c0, c1)
+            } else {
+                _mm256_add_epi32(_mm256_add_epi32(c0, c1), _mm256_add_epi32(c2, c3))
+            };
             let scale = _mm256_mul_ps(d, _mm256_set1_ps(*a_scales[t].add(b)));
             acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), scale, acc[t]);
         }
