@@ -13,16 +13,18 @@
 //! FMA'd with the product of the block's weight and activation scales into a lane
 //! accumulator, so there is only one horizontal reduction per output (not one per block).
 //!
-//! Rows are tiled as described in `drive_rows!` (mod.rs): 4 activation rows share each
-//! unpacked weight block when m > 1 (VNNI, with 32 registers: 4 activation rows x 2 weight
-//! rows), 4 weight rows share each activation load when m = 1.
+//! The row-major paths tile rows as described in `drive_rows!` (mod.rs): 4 activation rows
+//! share each unpacked weight block when m > 1 (VNNI, with 32 registers: 4 activation rows x
+//! 2 weight rows), 4 weight rows share each activation load when m = 1.
 //!
-//! AVX2 reads the weights the model repacks for it, [`Layout::Cols8`], faster (measured on
-//! the model's shapes: about 2x, `kernels` bench): there its lanes are 8 output columns
-//! ([`tile_avx2_cols8`]), so there are no horizontal sums and the float work (convert, scale
-//! product, FMA) is done once per block for 8 outputs instead of once per 2 blocks per output.
-//! It keeps the row-major path for matrices left in the file's order (not repacked: a
-//! matrix built outside a model load, or the weights of a node tract could not fold).
+//! Both read the weights the model repacks for them, [`Layout::Cols8`], faster (measured on
+//! the model's shapes: AVX2 about 2x, `kernels` bench; VNNI 20-token forward 2.70 -> 2.04 ms
+//! on an AVX-512 host): there the lanes are 8 output columns ([`tile_avx2_cols8`],
+//! [`tile_vnni_cols8`]), so there are no horizontal sums and the float work (convert, scale
+//! product, FMA) is done once per block for 8 outputs instead of once per 2 (AVX2) or 4
+//! (VNNI) blocks per output. They keep their row-major paths for matrices left in the file's
+//! order (not repacked: a matrix built outside a model load, or the weights of a node tract
+//! could not fold).
 
 use std::arch::x86_64::*;
 
@@ -314,15 +316,17 @@ unsafe fn matmul_avx2(x: &[f32], m: usize, w: &Q4Matrix, out: &mut [f32]) {
 /// widens them to the column's block dot product `sum(q * a)`, from which the zero-point term
 /// `zp * sum(a)` comes off exactly. One convert and one FMA per block for 8 outputs, the sum
 /// over blocks in block order in each lane: a row's outputs do not depend on `R`.
-/// `a_sums`: per row and block `sum(a)`, times the matrix's single zero point if `UNIFORM`.
+/// `acts`, `a_scales`, `a_sums`: the R rows' int8 activations, block scales and per-block
+/// `sum(a)` (times the matrix's single zero point if `UNIFORM`), as
+/// [`interleave_row_groups`] lays them out.
 #[target_feature(enable = "avx2,fma")]
 #[inline]
 unsafe fn tile_avx2_cols8<const R: usize, const UNIFORM: bool>(
     w: &Q4View,
     group: usize,
-    acts: [*const i8; R],
-    a_scales: [*const f32; R],
-    a_sums: [*const i32; R],
+    acts: *const i8,
+    a_scales: *const f32,
+    a_sums: *const i32,
 ) -> [__m256; R] {
     let (qs, scales, zps) = w.group(group);
     let (qs, scales, zps) = (qs.as_ptr(), scales.as_ptr(), zps.as_ptr());
@@ -336,16 +340,16 @@ unsafe fn tile_avx2_cols8<const R: usize, const UNIFORM: bool>(
             let v = _mm256_loadu_si256(q.add(j * 32) as *const __m256i);
             let lo = _mm256_and_si256(v, nibble);
             let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(v), nibble);
-            for t in 0..R {
+            for (t, p16) in p16.iter_mut().enumerate() {
                 // The block's activations in kernel order: even elements, then odd ones.
-                let a = acts[t].add(b * BLOCK);
+                let a = acts.add((b * R + t) * BLOCK);
                 let even = _mm256_set1_epi32((a.add(4 * j) as *const i32).read_unaligned());
                 let odd = (a.add(BLOCK_BYTES + 4 * j) as *const i32).read_unaligned();
                 let pair = _mm256_add_epi16(
                     _mm256_maddubs_epi16(lo, even),
                     _mm256_maddubs_epi16(hi, _mm256_set1_epi32(odd)),
                 );
-                p16[t] = _mm256_add_epi16(p16[t], pair);
+                *p16 = _mm256_add_epi16(*p16, pair);
             }
         }
         let d = _mm256_loadu_ps(scales.add(b * GROUP_ROWS));
@@ -355,18 +359,40 @@ unsafe fn tile_avx2_cols8<const R: usize, const UNIFORM: bool>(
             _mm256_cvtepu8_epi32(_mm_loadl_epi64(zps.add(b * GROUP_ROWS) as *const __m128i))
         };
         for t in 0..R {
-            let sum = _mm256_set1_epi32(*a_sums[t].add(b));
+            let sum = _mm256_set1_epi32(*a_sums.add(b * R + t));
             let zp_term = if UNIFORM {
                 sum
             } else {
                 _mm256_mullo_epi32(zp, sum)
             };
             let dot = _mm256_sub_epi32(_mm256_madd_epi16(p16[t], ones), zp_term);
-            let scale = _mm256_mul_ps(d, _mm256_set1_ps(*a_scales[t].add(b)));
+            let scale = _mm256_mul_ps(d, _mm256_set1_ps(*a_scales.add(b * R + t)));
             acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), scale, acc[t]);
         }
     }
     acc
+}
+
+/// Activation rows in the groups the [`Layout::Cols8`] tiles take (4 rows, the last 1-4),
+/// each group's blocks interleaved: unit `b` (`unit` values: a block's int8 activations, or
+/// its one scale) of the group's row `t` at `(b * rows + t) * unit` from the group's start,
+/// `first_row * row_len`. A tile then reads all its rows at one pointer plus constant offsets:
+/// with a pointer per row and per term, 4 rows took 12 registers and spilled to the stack.
+fn interleave_row_groups<T: Copy>(v: &[T], m: usize, unit: usize) -> Vec<T> {
+    let row_len = v.len() / m.max(1);
+    let mut out = Vec::with_capacity(v.len());
+    let mut r0 = 0;
+    while r0 < m {
+        let rows = (m - r0).min(4);
+        for b in 0..row_len / unit {
+            for t in 0..rows {
+                let start = (r0 + t) * row_len + b * unit;
+                out.extend_from_slice(&v[start..start + unit]);
+            }
+        }
+        r0 += rows;
+    }
+    out
 }
 
 /// The [`Layout::Cols8`] loop nest shared by the AVX2 and VNNI kernels (a macro so that
@@ -379,9 +405,11 @@ macro_rules! drive_cols8 {
         let (n, k) = (w.n(), w.k());
         let nb = k / BLOCK;
         let acts = quantize_avx2(x, m, k);
+        let q = interleave_row_groups(&acts.q, m, BLOCK);
+        let scales = interleave_row_groups(&acts.scale, m, 1);
         let factor = w.uniform_zero_point().map_or(1, i32::from);
-        let sums: Vec<i32> = acts
-            .q
+        // In `q`'s order: its chunks of 32 are its blocks.
+        let sums: Vec<i32> = q
             .chunks_exact(BLOCK)
             .map(|a| factor * a.iter().map(|&v| i32::from(v)).sum::<i32>())
             .collect();
@@ -390,12 +418,12 @@ macro_rules! drive_cols8 {
             let (col0, cols) = (group * GROUP_ROWS, (n - group * GROUP_ROWS).min(GROUP_ROWS));
             let mut r0 = 0;
             // Four activation rows share each unpacked weight chunk; the 1-3 left over go
-            // through the same tile with fewer rows.
+            // through the same tile with fewer rows (the groups of `interleave_row_groups`).
             macro_rules! rows {
                 ($R:expr) => {{
-                    let a: [_; $R] = core::array::from_fn(|t| acts.q[(r0 + t) * k..].as_ptr());
-                    let s: [_; $R] = core::array::from_fn(|t| acts.scale[(r0 + t) * nb..].as_ptr());
-                    let z: [_; $R] = core::array::from_fn(|t| sums[(r0 + t) * nb..].as_ptr());
+                    let a = q[r0 * k..].as_ptr();
+                    let s = scales[r0 * nb..].as_ptr();
+                    let z = sums[r0 * nb..].as_ptr();
                     let acc = if w.uniform_zero_point().is_some() {
                         $tile::<$R, true>(&view, group, a, s, z)
                     } else {
@@ -602,9 +630,9 @@ unsafe fn tile_vnni<const R: usize, const NRR: usize, const UNIFORM: bool>(
 unsafe fn tile_vnni_cols8<const R: usize, const UNIFORM: bool>(
     w: &Q4View,
     group: usize,
-    acts: [*const i8; R],
-    a_scales: [*const f32; R],
-    a_sums: [*const i32; R],
+    acts: *const i8,
+    a_scales: *const f32,
+    a_sums: *const i32,
 ) -> [__m256; R] {
     let (qs, scales, zps) = w.group(group);
     let (qs, scales, zps) = (qs.as_ptr(), scales.as_ptr(), zps.as_ptr());
@@ -624,7 +652,7 @@ unsafe fn tile_vnni_cols8<const R: usize, const UNIFORM: bool>(
         let chains = if R >= 3 { 2 } else { 4 };
         let mut dot = [[_mm256_setzero_si256(); 4]; R];
         for (t, dot) in dot.iter_mut().enumerate() {
-            let sum = _mm256_set1_epi32(*a_sums[t].add(b));
+            let sum = _mm256_set1_epi32(*a_sums.add(b * R + t));
             let zp_term = if UNIFORM {
                 sum
             } else {
@@ -636,13 +664,13 @@ unsafe fn tile_vnni_cols8<const R: usize, const UNIFORM: bool>(
             let v = _mm256_loadu_si256(q.add(j * 32) as *const __m256i);
             let lo = _mm256_and_si256(v, nibble);
             let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(v), nibble);
-            for t in 0..R {
+            for (t, dot) in dot.iter_mut().enumerate() {
                 // The block's activations in kernel order: even elements, then odd ones.
-                let a = acts[t].add(b * BLOCK);
+                let a = acts.add((b * R + t) * BLOCK);
                 let even = _mm256_set1_epi32((a.add(4 * j) as *const i32).read_unaligned());
                 let odd = (a.add(BLOCK_BYTES + 4 * j) as *const i32).read_unaligned();
-                let c = _mm256_dpbusd_epi32(dot[t][j % chains], lo, even);
-                dot[t][j % chains] = _mm256_dpbusd_epi32(c, hi, _mm256_set1_epi32(odd));
+                let c = _mm256_dpbusd_epi32(dot[j % chains], lo, even);
+                dot[j % chains] = _mm256_dpbusd_epi32(c, hi, _mm256_set1_epi32(odd));
             }
         }
         let d = _mm256_loadu_ps(scales.add(b * GROUP_ROWS));
@@ -654,7 +682,7 @@ unsafe fn tile_vnni_cols8<const R: usize, const UNIFORM: bool>(
             } else {
                 _mm256_add_epi32(_mm256_add_epi32(c0, c1), _mm256_add_epi32(c2, c3))
             };
-            let scale = _mm256_mul_ps(d, _mm256_set1_ps(*a_scales[t].add(b)));
+            let scale = _mm256_mul_ps(d, _mm256_set1_ps(*a_scales.add(b * R + t)));
             acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), scale, acc[t]);
         }
     }
