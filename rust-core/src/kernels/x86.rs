@@ -373,17 +373,17 @@ unsafe fn tile_avx2_cols8<const R: usize, const UNIFORM: bool>(
     acc
 }
 
-/// Activation rows in the groups the [`Layout::Cols8`] tiles take (4 rows, the last 1-4),
-/// each group's blocks interleaved: unit `b` (`unit` values: a block's int8 activations, or
+/// Activation rows in the groups the [`Layout::Cols8`] tiles take (`group` rows, the last
+/// fewer), each group's blocks interleaved: unit `b` (`unit` values: a block's int8 activations, or
 /// its one scale) of the group's row `t` at `(b * rows + t) * unit` from the group's start,
 /// `first_row * row_len`. A tile then reads all its rows at one pointer plus constant offsets:
 /// with a pointer per row and per term, 4 rows took 12 registers and spilled to the stack.
-fn interleave_row_groups<T: Copy>(v: &[T], m: usize, unit: usize) -> Vec<T> {
+fn interleave_row_groups<T: Copy>(v: &[T], m: usize, unit: usize, group: usize) -> Vec<T> {
     let row_len = v.len() / m.max(1);
     let mut out = Vec::with_capacity(v.len());
     let mut r0 = 0;
     while r0 < m {
-        let rows = (m - r0).min(4);
+        let rows = (m - r0).min(group);
         for b in 0..row_len / unit {
             for t in 0..rows {
                 let start = (r0 + t) * row_len + b * unit;
@@ -397,16 +397,17 @@ fn interleave_row_groups<T: Copy>(v: &[T], m: usize, unit: usize) -> Vec<T> {
 
 /// The [`Layout::Cols8`] loop nest shared by the AVX2 and VNNI kernels (a macro so that
 /// `$tile` is inlined into each caller's `#[target_feature]` function): activations
-/// quantized once, then per group of 8 output columns, activation rows in fours through
-/// `$tile::<4, UNIFORM>`, the 1-3 left over through the same tile with fewer rows.
+/// quantized once, then per group of 8 output columns, activation rows in groups of `$rows`
+/// through `$tile::<$rows, UNIFORM>`, the `$rest` left over through the same tile with fewer
+/// rows.
 macro_rules! drive_cols8 {
-    ($x:expr, $m:expr, $w:expr, $out:expr, $tile:ident) => {{
+    ($x:expr, $m:expr, $w:expr, $out:expr, $tile:ident, $rows:literal, [$($rest:literal),*]) => {{
         let (x, m, w, out): (&[f32], usize, &Q4Matrix, &mut [f32]) = ($x, $m, $w, $out);
         let (n, k) = (w.n(), w.k());
         let nb = k / BLOCK;
         let acts = quantize_avx2(x, m, k);
-        let q = interleave_row_groups(&acts.q, m, BLOCK);
-        let scales = interleave_row_groups(&acts.scale, m, 1);
+        let q = interleave_row_groups(&acts.q, m, BLOCK, $rows);
+        let scales = interleave_row_groups(&acts.scale, m, 1, $rows);
         let factor = w.uniform_zero_point().map_or(1, i32::from);
         // In `q`'s order: its chunks of 32 are its blocks.
         let sums: Vec<i32> = q
@@ -417,8 +418,10 @@ macro_rules! drive_cols8 {
         for group in 0..n.div_ceil(GROUP_ROWS) {
             let (col0, cols) = (group * GROUP_ROWS, (n - group * GROUP_ROWS).min(GROUP_ROWS));
             let mut r0 = 0;
-            // Four activation rows share each unpacked weight chunk; the 1-3 left over go
-            // through the same tile with fewer rows (the groups of `interleave_row_groups`).
+            // `$rows` activation rows share each unpacked weight chunk (AVX2 4: its 16
+            // registers; VNNI 8, in 32, which also halves the unpacking per row: 20-token
+            // forward -3.4%); those left over go through the same tile with fewer rows (the
+            // groups of `interleave_row_groups`).
             macro_rules! rows {
                 ($R:expr) => {{
                     let a = q[r0 * k..].as_ptr();
@@ -443,15 +446,13 @@ macro_rules! drive_cols8 {
                     }
                 }};
             }
-            while r0 + 4 <= m {
-                rows!(4);
-                r0 += 4;
+            while r0 + $rows <= m {
+                rows!($rows);
+                r0 += $rows;
             }
             match m - r0 {
-                0 => {}
-                1 => rows!(1),
-                2 => rows!(2),
-                _ => rows!(3),
+                $($rest => rows!($rest),)*
+                _ => {}
             }
         }
     }};
@@ -459,7 +460,7 @@ macro_rules! drive_cols8 {
 
 #[target_feature(enable = "avx2,fma")]
 unsafe fn matmul_avx2_cols8(x: &[f32], m: usize, w: &Q4Matrix, out: &mut [f32]) {
-    drive_cols8!(x, m, w, out, tile_avx2_cols8)
+    drive_cols8!(x, m, w, out, tile_avx2_cols8, 4, [1, 2, 3])
 }
 
 // ---------------------------------------------------------------------------------------
@@ -691,7 +692,7 @@ unsafe fn tile_vnni_cols8<const R: usize, const UNIFORM: bool>(
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")]
 unsafe fn matmul_vnni_cols8(x: &[f32], m: usize, w: &Q4Matrix, out: &mut [f32]) {
-    drive_cols8!(x, m, w, out, tile_vnni_cols8)
+    drive_cols8!(x, m, w, out, tile_vnni_cols8, 8, [1, 2, 3, 4, 5, 6, 7])
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")]
