@@ -789,20 +789,22 @@ fn push_quantization_residual(x: &[f32; BLOCK], out: &mut Vec<f32>) {
 /// [`push_quantization_residual`] for every block of `x`, vectorized 8 lanes wide where the
 /// CPU has AVX2 (Rust never fuses the multiply and subtract into an FMA: same results).
 fn push_quantization_residuals(x: &[f32], out: &mut Vec<f32>) {
+    #[inline(always)]
+    fn each_block(x: &[f32], out: &mut Vec<f32>) {
+        for block in x.chunks_exact(BLOCK) {
+            push_quantization_residual(block.try_into().expect("a block"), out);
+        }
+    }
     #[cfg(target_arch = "x86_64")]
     if x86::avx2_supported() {
         #[target_feature(enable = "avx2,fma")]
         fn avx2(x: &[f32], out: &mut Vec<f32>) {
-            for block in x.chunks_exact(BLOCK) {
-                push_quantization_residual(block.try_into().expect("a block"), out);
-            }
+            each_block(x, out)
         }
         // SAFETY: the CPU has AVX2 and FMA (checked above).
         return unsafe { avx2(x, out) };
     }
-    for block in x.chunks_exact(BLOCK) {
-        push_quantization_residual(block.try_into().expect("a block"), out);
-    }
+    each_block(x, out)
 }
 
 /// Kernels the running CPU supports, best last (`scalar` first).

@@ -307,6 +307,31 @@ unsafe fn matmul_avx2(x: &[f32], m: usize, w: &Q4Matrix, out: &mut [f32]) {
     }
 }
 
+/// Block `b`'s zero points of a [`Layout::Cols8`] group, one per i32 lane (zeros if
+/// `UNIFORM`: the activation sums then carry the matrix's single zero point).
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn cols8_zero_points<const UNIFORM: bool>(zps: *const u8, b: usize) -> __m256i {
+    if UNIFORM {
+        _mm256_setzero_si256()
+    } else {
+        _mm256_cvtepu8_epi32(_mm_loadl_epi64(zps.add(b * GROUP_ROWS) as *const __m128i))
+    }
+}
+
+/// `zp * sum(a)` per lane for one row and block: `sum` itself if `UNIFORM` (it already
+/// carries the zero point), else times the lanes' zero points.
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn cols8_zero_point_term<const UNIFORM: bool>(zp: __m256i, sum: i32) -> __m256i {
+    let sum = _mm256_set1_epi32(sum);
+    if UNIFORM {
+        sum
+    } else {
+        _mm256_mullo_epi32(zp, sum)
+    }
+}
+
 /// [`Layout::Cols8`]: `sum_b w_scale_b * a_scale_tb * sum_i (q[b,i] - zp_b) * a_t[b,i]` for R
 /// activation rows x the 8 weight rows (output columns) of `group`, one per i32 / f32 lane.
 /// Per block, chunk `j`'s 32-byte load holds 8 weights of each column (low nibbles: the
@@ -353,18 +378,9 @@ unsafe fn tile_avx2_cols8<const R: usize, const UNIFORM: bool>(
             }
         }
         let d = _mm256_loadu_ps(scales.add(b * GROUP_ROWS));
-        let zp = if UNIFORM {
-            _mm256_setzero_si256()
-        } else {
-            _mm256_cvtepu8_epi32(_mm_loadl_epi64(zps.add(b * GROUP_ROWS) as *const __m128i))
-        };
+        let zp = cols8_zero_points::<UNIFORM>(zps, b);
         for t in 0..R {
-            let sum = _mm256_set1_epi32(*a_sums.add(b * R + t));
-            let zp_term = if UNIFORM {
-                sum
-            } else {
-                _mm256_mullo_epi32(zp, sum)
-            };
+            let zp_term = cols8_zero_point_term::<UNIFORM>(zp, *a_sums.add(b * R + t));
             let dot = _mm256_sub_epi32(_mm256_madd_epi16(p16[t], ones), zp_term);
             let scale = _mm256_mul_ps(d, _mm256_set1_ps(*a_scales.add(b * R + t)));
             acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), scale, acc[t]);
@@ -638,27 +654,18 @@ unsafe fn tile_vnni_cols8<const R: usize, const UNIFORM: bool>(
     let (qs, scales, zps) = w.group(group);
     let (qs, scales, zps) = (qs.as_ptr(), scales.as_ptr(), zps.as_ptr());
     let nibble = _mm256_set1_epi8(0x0F);
+    // Independent accumulator chains per row (`vpdpbusd` has a latency of several cycles;
+    // one chain of eight per block kept the decode step, one row, waiting on it): one per
+    // chunk for one or two rows, two (even and odd chunks) for more, whose other rows' chains
+    // fill the pipeline, at one combining add per block and row.
+    let chains = if R >= 3 { 2 } else { 4 };
     let mut acc = [_mm256_setzero_ps(); R];
     for b in 0..w.blocks_per_row() {
         let q = qs.add(b * GROUP_ROWS * BLOCK_BYTES);
-        let zp = if UNIFORM {
-            _mm256_setzero_si256()
-        } else {
-            _mm256_cvtepu8_epi32(_mm_loadl_epi64(zps.add(b * GROUP_ROWS) as *const __m128i))
-        };
-        // Independent accumulator chains per row (`vpdpbusd` has a latency of several
-        // cycles; one chain of eight per block kept the decode step, one row, waiting on
-        // it): one per chunk for one or two rows, two (even and odd chunks) for more, whose
-        // other rows' chains fill the pipeline, at one combining add per block and row.
-        let chains = if R >= 3 { 2 } else { 4 };
+        let zp = cols8_zero_points::<UNIFORM>(zps, b);
         let mut dot = [[_mm256_setzero_si256(); 4]; R];
         for (t, dot) in dot.iter_mut().enumerate() {
-            let sum = _mm256_set1_epi32(*a_sums.add(b * R + t));
-            let zp_term = if UNIFORM {
-                sum
-            } else {
-                _mm256_mullo_epi32(zp, sum)
-            };
+            let zp_term = cols8_zero_point_term::<UNIFORM>(zp, *a_sums.add(b * R + t));
             dot[0] = _mm256_sub_epi32(dot[0], zp_term);
         }
         for j in 0..4 {
