@@ -78,6 +78,40 @@ def with_accuracy_level(src: Path, dst: Path, level: int):
     onnx.save(m, str(dst))
 
 
+def with_float_layers(bundle: Path, dst: Path, names: list[str]):
+    """A copy of `bundle` in `dst` whose MatMulNBits nodes named in `names` carry
+    accuracy_level 1 (float activations: nextword's two W4A8 passes); the others keep theirs. A
+    name is a node's output without the export's numeric suffix (`l7_gate_up`, `logits`) or
+    that without its layer too (`w_down`: every layer's). Returns the nodes changed."""
+    import re
+    import shutil
+
+    import onnx
+    from onnx import helper
+
+    sys.path.insert(0, str(REPO / "training"))
+    from bundle import refresh_hashes
+
+    shutil.copytree(bundle, dst)
+    path = dst / json.loads((dst / "manifest.json").read_text())["model"]["file"]
+    m = onnx.load(str(path))
+    changed, used = [], set()
+    for node in m.graph.node:
+        out = re.sub(r"_\d+$", "", node.output[0])
+        hits = {n for n in names if n in (out, re.sub(r"^l\d+_", "", out))}
+        if node.op_type == "MatMulNBits" and hits:
+            used |= hits
+            kept = [a for a in node.attribute if a.name != "accuracy_level"]
+            del node.attribute[:]
+            node.attribute.extend(kept + [helper.make_attribute("accuracy_level", 1)])
+            changed.append(out)
+    if set(names) - used:
+        sys.exit(f"--float-layers: no MatMulNBits node named {sorted(set(names) - used)}")
+    onnx.save(m, str(path))
+    refresh_hashes(dst)
+    return changed
+
+
 def dequantized_fp32(src: Path, dst: Path):
     """The 4-bit model as an fp32 graph: MatMulNBits -> MatMul with the dequantized weight,
     GatherBlockQuantized -> Gather of the dequantized table; all other nodes unchanged."""
@@ -285,7 +319,7 @@ def cdf_plot(results, path: Path, host: str):
     fig.savefig(path, dpi=110)
 
 
-def table(results, agree, args, model, fp32_source, positions):
+def table(results, agree, args, model, fp32_source, positions, float_layers):
     base_f, base_d = results["nextword"]["forward20_ms"], results["nextword"]["decode_ms"]
     lines = [
         f"models/en ({model.name}), 1 thread, {args.rounds} interleaved rounds x {args.iterations} runs each "
@@ -293,6 +327,8 @@ def table(results, agree, args, model, fp32_source, positions):
         f"positions from {args.text.name}; fp32 = {fp32_source} (run by ONNX Runtime)",
         f"kernel: {results['nextword'].get('kernel')}; onnxruntime {results['onnxruntime'].get('ort_version')}",
     ]
+    if float_layers:
+        lines.append(f"nextword and tract_builtin: accuracy_level 1 also on {', '.join(float_layers)}")
     hdr = (f"{'peer':<17}{'forward20 ms':>13}{'x ours':>8}{'decode ms':>11}{'x ours':>8}"
            f"{'peak RSS MB':>13}{'(model)':>9}{'top5 same':>11}{'overlap':>9}{'top1':>7}")
     lines += [hdr, "-" * len(hdr)]
@@ -310,6 +346,9 @@ def table(results, agree, args, model, fp32_source, positions):
         "(Python + numpy + onnxruntime for the ONNX Runtime peers).",
         "top5 same = positions whose top-5 token set equals fp32's; overlap = mean shared top-5",
         "tokens; top1 = same first token.",
+        # What one run's share can tell apart: the binomial 95% half-width at nextword's share.
+        f"top5 same at {positions} positions: +-{1.96 * (agree['nextword'][0] * (1 - agree['nextword'][0]) / positions) ** 0.5:.1%}"
+        " (95% interval of nextword's share; other text would move it that much).",
     ]
     return lines
 
@@ -352,6 +391,9 @@ def main():
     ap.add_argument("--iterations", type=int, default=30, help="timed runs per peer and round")
     ap.add_argument("--rounds", type=int, default=3, help="rounds of every peer, interleaved")
     ap.add_argument("--max-windows", type=int, default=100, help="held-out windows of 20 tokens")
+    ap.add_argument("--float-layers", help="comma-separated MatMulNBits nodes (l7_gate_up, or w_down for "
+                    "every layer's) that nextword and tract_builtin run at accuracy_level 1 (float "
+                    "activations) in a copy of the bundle: what more precision costs and buys")
     ap.add_argument("--json", action="store_true", help="print one JSON line last")
     ap.add_argument("--plot", type=Path, help="write a latency CDF (PNG) here")
     ap.add_argument("--save", type=Path, help="write all results (with samples) here as JSON")
@@ -381,9 +423,13 @@ def main():
         else:
             dequantized_fp32(model, fp32)
             fp32_source = "4-bit weights dequantized to fp32"
+        bundle, float_layers = args.bundle, None
+        if args.float_layers:
+            bundle = tmp / "bundle"
+            float_layers = with_float_layers(args.bundle, bundle, args.float_layers.split(","))
 
         def command(peer, inp):
-            nw = [str(args.nextword), "bench-model", "--bundle", str(args.bundle), "--inputs", str(inp),
+            nw = [str(args.nextword), "bench-model", "--bundle", str(bundle), "--inputs", str(inp),
                   "--iterations", str(args.iterations), "--json", "--matmul"]
             worker = [sys.executable, str(Path(__file__).resolve()), "ort-worker", "--inputs", str(inp),
                       "--manifest", str(manifest_path), "--iterations", str(args.iterations), "--model"]
@@ -408,7 +454,7 @@ def main():
     host = os.uname().nodename if not os.environ.get("CI") else "CI"
     positions = len(ref)
 
-    lines = table(results, agree, args, model, fp32_source, positions)
+    lines = table(results, agree, args, model, fp32_source, positions, float_layers)
     print("\n".join(lines))
     if args.readme:
         update_readme(args.readme, lines, host, os.environ.get("PEERS_COMMAND") or "python3 " + " ".join(sys.argv))
@@ -424,7 +470,7 @@ def main():
     }
     if args.save:
         args.save.write_text(json.dumps({
-            "summary": summary, "fp32_source": fp32_source, "positions": positions,
+            "summary": summary, "fp32_source": fp32_source, "positions": positions, "float_layers": float_layers,
             "top5_overlap": {p: agree[p][1] for p in PEERS}, "top1_agreement": {p: agree[p][2] for p in PEERS},
             "peers": {p: {k: v for k, v in results[p].items() if k != "top5"} for p in PEERS},
         }, indent=1))
