@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # CI step of benches/: every criterion bench runs once in criterion's test mode (correctness
-# of the harness, no timing), and the emulator harness is tested against fake-adb.
+# of the harness, no timing), the emulator harness is tested against fake-adb, and peers.py's
+# model rewrites on the fixture bundle.
 # No speed is asserted here: the figures come from the bench commands in benches/README.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,3 +11,4 @@ cd "$(dirname "$0")/.."
 # target/debug/nextword.
 cargo test --workspace --benches
 bash benches/emulator/test.sh
+python3 -m pytest -q benches/test_peers.py

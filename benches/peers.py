@@ -67,15 +67,20 @@ def with_accuracy_level(src: Path, dst: Path, level: int):
     """The same model with every MatMulNBits node's accuracy_level attribute set to `level`
     (ONNX Runtime reads it per node; 0 = fp32 compute, 4 = int8 activations)."""
     import onnx
-    from onnx import helper
 
     m = onnx.load(str(src))
     for node in m.graph.node:
         if node.op_type == "MatMulNBits":
-            kept = [a for a in node.attribute if a.name != "accuracy_level"]
-            del node.attribute[:]
-            node.attribute.extend(kept + [helper.make_attribute("accuracy_level", level)])
+            set_accuracy_level(node, level)
     onnx.save(m, str(dst))
+
+
+def set_accuracy_level(node, level: int):
+    from onnx import helper
+
+    kept = [a for a in node.attribute if a.name != "accuracy_level"]
+    del node.attribute[:]
+    node.attribute.extend(kept + [helper.make_attribute("accuracy_level", level)])
 
 
 def with_float_layers(bundle: Path, dst: Path, names: list[str]):
@@ -87,7 +92,6 @@ def with_float_layers(bundle: Path, dst: Path, names: list[str]):
     import shutil
 
     import onnx
-    from onnx import helper
 
     sys.path.insert(0, str(REPO / "training"))
     from bundle import refresh_hashes
@@ -101,9 +105,7 @@ def with_float_layers(bundle: Path, dst: Path, names: list[str]):
         hits = {n for n in names if n in (out, re.sub(r"^l\d+_", "", out))}
         if node.op_type == "MatMulNBits" and hits:
             used |= hits
-            kept = [a for a in node.attribute if a.name != "accuracy_level"]
-            del node.attribute[:]
-            node.attribute.extend(kept + [helper.make_attribute("accuracy_level", 1)])
+            set_accuracy_level(node, 1)
             changed.append(out)
     if set(names) - used:
         sys.exit(f"--float-layers: no MatMulNBits node named {sorted(set(names) - used)}")
@@ -348,7 +350,7 @@ def table(results, agree, args, model, fp32_source, positions, float_layers):
         "tokens; top1 = same first token.",
         # What one run's share can tell apart: the binomial 95% half-width at nextword's share.
         f"top5 same at {positions} positions: +-{1.96 * (agree['nextword'][0] * (1 - agree['nextword'][0]) / positions) ** 0.5:.1%}"
-        " (95% interval of nextword's share; other text would move it that much).",
+        " (binomial 95% interval of nextword's share).",
     ]
     return lines
 
