@@ -342,15 +342,16 @@ def table(results, agree, args, model, fp32_source, positions, float_layers):
             f"{p:<17}{r['forward20_ms']:>13.3f}{r['forward20_ms'] / base_f:>8.2f}{r['decode_ms']:>11.3f}"
             f"{r['decode_ms'] / base_d:>8.2f}{r['peak_rss_mb']:>13.1f}{model_rss:>9.1f}"
             f"{same:>11.1%}{overlap:>9.1%}{top1:>7.1%}")
+    # What one run's share can tell apart: the binomial 95% half-width at nextword's share.
+    share = agree["nextword"][0]
+    half_width = 1.96 * (share * (1 - share) / positions) ** 0.5
     lines += [
         "x ours = peer time / nextword time (above 1: nextword is faster).",
         "peak RSS = process VmHWM; (model) = minus the process's peak before loading the model",
         "(Python + numpy + onnxruntime for the ONNX Runtime peers).",
         "top5 same = positions whose top-5 token set equals fp32's; overlap = mean shared top-5",
         "tokens; top1 = same first token.",
-        # What one run's share can tell apart: the binomial 95% half-width at nextword's share.
-        f"top5 same at {positions} positions: +-{1.96 * (agree['nextword'][0] * (1 - agree['nextword'][0]) / positions) ** 0.5:.1%}"
-        " (binomial 95% interval of nextword's share).",
+        f"top5 same at {positions} positions: +-{half_width:.1%} (binomial 95% interval of nextword's share).",
     ]
     return lines
 
