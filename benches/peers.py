@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "training"))
 PEERS = ["nextword", "tract_builtin", "onnxruntime", "onnxruntime_acc4", "fp32"]
 CONTEXT = 20
 TOP = 5
@@ -48,39 +49,25 @@ def vm_hwm_mb():
 def make_inputs(bundle: Path, text_path: Path, max_windows: int):
     """Token ids shared by every peer: a 20-token context + the next token (timings), and
     20-token windows of the held-out text, each line opened by the start-of-text token."""
-    from tokenizers import Tokenizer
+    from precision import text_ids, windows
 
     manifest = json.loads((bundle / "manifest.json").read_text())
-    tok = Tokenizer.from_file(str(bundle / manifest["tokenizer"]))
-    bos = tok.token_to_id(manifest["bos_token"])
-    stream = []
-    for line in text_path.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            stream += [bos] + tok.encode(line, add_special_tokens=False).ids
+    stream = text_ids(bundle / manifest["tokenizer"], manifest["bos_token"], text_path)
     if len(stream) < CONTEXT + 1:
         sys.exit(f"{text_path}: fewer than {CONTEXT + 1} tokens")
-    windows = [stream[i:i + CONTEXT] for i in range(0, len(stream) - CONTEXT + 1, CONTEXT)]
-    return {"context": stream[:CONTEXT], "next": stream[CONTEXT], "windows": windows[:max_windows]}
+    return {"context": stream[:CONTEXT], "next": stream[CONTEXT], "windows": windows(stream, max_windows)}
 
 
 def with_accuracy_level(src: Path, dst: Path, level: int):
     """The same model with every MatMulNBits node's accuracy_level attribute set to `level`
     (ONNX Runtime reads it per node; 0 = fp32 compute, 4 = int8 activations)."""
     import onnx
+    from precision import matmul_nodes, set_accuracy_level
 
     m = onnx.load(str(src))
-    for node in m.graph.node:
-        if node.op_type == "MatMulNBits":
-            set_accuracy_level(node, level)
+    for node in matmul_nodes(m):
+        set_accuracy_level(node, level)
     onnx.save(m, str(dst))
-
-
-def set_accuracy_level(node, level: int):
-    from onnx import helper
-
-    kept = [a for a in node.attribute if a.name != "accuracy_level"]
-    del node.attribute[:]
-    node.attribute.extend(kept + [helper.make_attribute("accuracy_level", level)])
 
 
 def with_float_layers(bundle: Path, dst: Path, names: list[str]):
@@ -92,20 +79,19 @@ def with_float_layers(bundle: Path, dst: Path, names: list[str]):
     import shutil
 
     import onnx
-
-    sys.path.insert(0, str(REPO / "training"))
     from bundle import refresh_hashes
+    from precision import FLOAT, matmul_nodes, set_accuracy_level, short_name
 
     shutil.copytree(bundle, dst)
     path = dst / json.loads((dst / "manifest.json").read_text())["model"]["file"]
     m = onnx.load(str(path))
     changed, used = [], set()
-    for node in m.graph.node:
-        out = re.sub(r"_\d+$", "", node.output[0])
+    for node in matmul_nodes(m):
+        out = short_name(node)
         hits = {n for n in names if n in (out, re.sub(r"^l\d+_", "", out))}
-        if node.op_type == "MatMulNBits" and hits:
+        if hits:
             used |= hits
-            set_accuracy_level(node, 1)
+            set_accuracy_level(node, FLOAT)
             changed.append(out)
     if set(names) - used:
         sys.exit(f"--float-layers: no MatMulNBits node named {sorted(set(names) - used)}")
@@ -389,11 +375,11 @@ def main():
     w.add_argument("--iterations", type=int, default=30)
     ap.add_argument("--nextword", type=Path, required=False, help="the nextword CLI binary")
     ap.add_argument("--bundle", type=Path, default=REPO / "models/en")
-    ap.add_argument("--text", type=Path, default=REPO / "benches/heldout.txt", help="held-out text")
+    ap.add_argument("--text", type=Path, default=REPO / "benches/agreement.txt", help="held-out text")
     ap.add_argument("--fp32-onnx", type=Path, help="an fp32 export to use instead of the dequantized model")
     ap.add_argument("--iterations", type=int, default=30, help="timed runs per peer and round")
     ap.add_argument("--rounds", type=int, default=3, help="rounds of every peer, interleaved")
-    ap.add_argument("--max-windows", type=int, default=100, help="held-out windows of 20 tokens")
+    ap.add_argument("--max-windows", type=int, default=600, help="held-out windows of 20 tokens")
     ap.add_argument("--float-layers", help="comma-separated MatMulNBits nodes (l7_gate_up, or w_down for "
                     "every layer's) that nextword and tract_builtin run at accuracy_level 1 (float "
                     "activations) in a copy of the bundle: what more precision costs and buys")

@@ -2,7 +2,7 @@
 # Peers on the same model file (models/en), one run, 1 thread, same token ids: nextword's
 # MatMulNBits, tract's built-in, ONNX Runtime (accuracy_level 0 and 4) and the fp32 model.
 # Prints one table of ratios (20-token forward, decode step, peak RSS) and top-5 agreement
-# with fp32 on held-out text (benches/heldout.txt); with --json, one JSON line last.
+# with fp32 on held-out text (benches/agreement.txt); with --json, one JSON line last.
 #
 #   benches/peers.sh                  table
 #   benches/peers.sh --json           table, then {"forward20_ms":{..},"decode_ms":{..},...}

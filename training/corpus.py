@@ -10,6 +10,7 @@ choice uses a fixed seed.  Plain Python 3.11 stdlib.
 Outputs (in --out):
     train.txt                 training mix (shuffled; Tatoeba oversampled)
     valid.txt                 validation split of every source (no oversampling)
+    valid_conversational.txt  Tatoeba validation split only (training/precision.py calibrates on it)
     test_conversational.txt   Tatoeba test split only
     test_mixed.txt            test split of every training source
     ood_sms.txt               NUS SMS corpus sample (research-only; eval only)
@@ -565,6 +566,7 @@ def main() -> None:
         test_mixed.extend(te)
         per[name].update({"oversample": w, "train_lines": len(tr) * w, "train_words": words(tr) * w,
                           "valid_lines": len(va), "test_lines": len(te)})
+    valid_conv = list(splits["tatoeba"][1])
     test_conv = list(splits["tatoeba"][2])
 
     rng = random.Random(f"{SEED}:shuffle")
@@ -572,11 +574,13 @@ def main() -> None:
     rng.shuffle(valid)
     rng.shuffle(test_mixed)
     rng.shuffle(test_conv)
+    rng.shuffle(valid_conv)
     if args.tiny:
         train = train[:3000]
         valid = valid[:300]
         test_mixed = test_mixed[:300]
         test_conv = test_conv[:300]
+        valid_conv = valid_conv[:300]
 
     total_train_words = words(train)
     if args.tiny:
@@ -602,6 +606,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     write_lines(out / "train.txt", train)
     write_lines(out / "valid.txt", valid)
+    write_lines(out / "valid_conversational.txt", valid_conv)
     write_lines(out / "test_conversational.txt", test_conv)
     write_lines(out / "test_mixed.txt", test_mixed)
     write_lines(out / "ood_sms.txt", sms)
@@ -620,6 +625,7 @@ def main() -> None:
         "files": {
             "train.txt": {"lines": len(train), "words": total_train_words},
             "valid.txt": {"lines": len(valid), "words": words(valid)},
+            "valid_conversational.txt": {"lines": len(valid_conv), "words": words(valid_conv)},
             "test_conversational.txt": {"lines": len(test_conv), "words": words(test_conv)},
             "test_mixed.txt": {"lines": len(test_mixed), "words": words(test_mixed)},
             "ood_sms.txt": {"lines": len(sms), "words": words(sms)},
@@ -673,6 +679,7 @@ def write_data_card(stats: dict, path: Path) -> None:
     L.append("| file | content | lines | words |")
     L.append("|---|---|---:|---:|")
     L.append(f"| valid.txt | validation split of every training source | {f['valid.txt']['lines']:,} | {f['valid.txt']['words']:,} |")
+    L.append(f"| valid_conversational.txt | Tatoeba validation split only (calibrates `training/precision.py`) | {f['valid_conversational.txt']['lines']:,} | {f['valid_conversational.txt']['words']:,} |")
     L.append(f"| test_conversational.txt | Tatoeba test split only | {f['test_conversational.txt']['lines']:,} | {f['test_conversational.txt']['words']:,} |")
     L.append(f"| test_mixed.txt | test split of every training source | {f['test_mixed.txt']['lines']:,} | {f['test_mixed.txt']['words']:,} |")
     for k, v in stats["ood"].items():

@@ -20,8 +20,9 @@ bundled model this took the graph tract runs from 524 to 460 nodes and a decode 
 12.6M to 11.6M instructions (AVX2 kernel, callgrind), with bit-identical outputs).
 
 In 4-bit mode every linear node is a `com.microsoft::MatMulNBits` node (bits 4, block 32,
-symmetric: no zero points; accuracy_level 4, int8 activations allowed, except 1 for the LM head
-and the first FLOAT_DOWN_LAYERS layers' w_down), and the tied embedding is stored once, 4-bit,
+symmetric: no zero points; accuracy_level 4, int8 activations allowed, except 1 for the LM head:
+`training/precision.py` then measures which other nodes need float precision), and the tied
+embedding is stored once, 4-bit,
 shared by the LM head (MatMulNBits) and the token lookup (`com.microsoft::GatherBlockQuantized`).
 """
 import argparse
@@ -58,14 +59,6 @@ class Graph:
         return outs[0] if n_out == 1 else outs
 
 
-# Layers whose w_down runs at accuracy_level 1 (float activations). The SwiGLU outputs of the
-# first layers carry a few very large values, so int8 activations blur the rest of their
-# blocks; measured on the bundled model (benches/README.md), top-5 agreement with the float
-# model went 97.9% -> 98.55% with layer 0, 98.95% with layers 0-1, 99.05% with all 8 (each
-# w_down is ~2.2% of a token's multiply-adds; float precision doubles it).
-FLOAT_DOWN_LAYERS = 2
-
-
 def export(model: LM, out_path: Path, bits: int, calib=None):
     cfg = model.cfg
     sd = {k: v.detach().float().numpy() for k, v in model.state_dict().items()}
@@ -74,7 +67,7 @@ def export(model: LM, out_path: Path, bits: int, calib=None):
     i64 = lambda *v: g.const(np.array(v, dtype=np.int64), "i")
     report = {}
 
-    def linear(x, l, group, accuracy_level=4):
+    def linear(x, l, group):
         """x [.., in] times layer l's weights of `group` (model.LINEAR_GROUPS: the layers that read
         the same input), stacked along out in one node, which costs the runtime one call and one
         activation quantization instead of several. Each part is quantized on its own (the same
@@ -93,7 +86,7 @@ def export(model: LM, out_path: Path, bits: int, calib=None):
         n, k = sum(w.shape[0] for w in ws), ws[0].shape[1]
         return g.op("MatMulNBits", [x, g.const(packed, key + "_q4"), g.const(scales, key + "_scales")],
                     key, domain="com.microsoft", K=k, N=n, bits=4, block_size=BLOCK,
-                    accuracy_level=accuracy_level)
+                    accuracy_level=4)
 
     def rmsnorm(x, w):
         sq = g.op("Mul", [x, x])
@@ -151,8 +144,7 @@ def export(model: LM, out_path: Path, bits: int, calib=None):
         gate = g.op("Slice", [gate_up, i64(0), i64(cfg.d_ff), i64(-1)])
         up = g.op("Slice", [gate_up, i64(cfg.d_ff), i64(2 * cfg.d_ff), i64(-1)])
         act = g.op("Mul", [g.op("Mul", [gate, g.op("Sigmoid", [gate])]), up])
-        down_level = 1 if l < FLOAT_DOWN_LAYERS else 4
-        x = g.op("Add", [x, linear(act, l, "w_down", down_level)])
+        x = g.op("Add", [x, linear(act, l, "w_down")])
     g.op("Concat", presents, axis=0)
     g.nodes[-1].output[0] = "present_kv"
     last = g.op("Gather", [x, "logits_at"], axis=1)  # [1, R, D]
@@ -160,11 +152,11 @@ def export(model: LM, out_path: Path, bits: int, calib=None):
     if bits == 32:
         g.nodes.append(helper.make_node("MatMul", [last, head_w], ["logits"]))
     else:
-        # accuracy_level 1 (fp32 compute) for the LM head only: near-equal logits decide the
-        # ranking. With int8 activations there, 3.4% of held-out positions had another top-5
-        # set than the float model; with fp32 compute, 2.1% (benches/README.md). nextword runs
-        # it as two W4A8 passes, ONNX Runtime dequantizes. The other layers allow int8 (4),
-        # except the first w_downs (FLOAT_DOWN_LAYERS).
+        # accuracy_level 1 (fp32 compute) for the LM head: near-equal logits decide the
+        # ranking, and its int8 rounding alone moves the logits more than any other node's
+        # (training/precision_report.json). nextword runs it as two W4A8 passes, ONNX Runtime
+        # dequantizes. The other nodes start at 4; training/precision.py raises those that
+        # need it, measured on each model.
         g.nodes.append(helper.make_node("MatMulNBits", [last, q4, sc], ["logits"], domain="com.microsoft",
                                         K=D, N=V, bits=4, block_size=BLOCK, accuracy_level=1))
 

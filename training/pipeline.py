@@ -1,7 +1,8 @@
 """One command from raw text to a shipped bundle:
 
     corpus -> tokenizer -> train -> 4-bit export (+ fp32 reference) -> quantization report
-           -> word-end table -> bundle (models/<name>)
+           -> precision plan (which nodes keep float activations) -> word-end table
+           -> bundle (models/<name>)
 
 `--tiny` runs the same steps on a tiny corpus and model in well under a minute: that is how the
 test fixture bundle (models/fixture) is made and how CI tests the pipeline. Each step skips work
@@ -68,6 +69,8 @@ def main():
     ap.add_argument("--lr", type=float, default=None, help="peak learning rate (train.py's default if unset)")
     ap.add_argument("--skip-train", action="store_true", help="bundle the existing best checkpoint")
     ap.add_argument("--vocab-size", type=int, default=None)
+    ap.add_argument("--precision-target", type=float, default=0.98,
+                    help="top-5 agreement with float activations that training/precision.py keeps")
     ap.add_argument("--force", action="store_true")
     a = ap.parse_args()
 
@@ -102,6 +105,17 @@ def main():
     report = quant_report(run / "model_fp32.onnx", run / "model_q4.onnx", np.load(run / "valid_ids.npy"), cfg)
     print(json.dumps(report, indent=1))
     (run / "quant_report.json").write_text(json.dumps(report, indent=1))
+    import precision
+
+    # Which nodes keep float activations, measured on the conversational validation split
+    # (the keyboard's kind of text; the test split stays unseen).
+    q4 = onnx.load(str(run / "model_q4.onnx"))
+    calib = precision.windows(precision.text_ids(tok, "<|bos|>", corpus / "valid_conversational.txt"),
+                              60 if a.tiny else 800)
+    plan = precision.plan(q4, calib, a.precision_target)
+    precision.apply(q4, set(plan["float"]))
+    onnx.save(q4, str(run / "model_q4.onnx"))
+    (run / "precision_report.json").write_text(json.dumps(plan, indent=1) + "\n")
     sh(sys.executable, "word_ends.py", "--train", corpus / "train.txt", "--tokenizer", tok,
        "--out", run / "word_ends.bin")
     from bundle import make_bundle
