@@ -379,7 +379,7 @@ def main():
     ap.add_argument("--fp32-onnx", type=Path, help="an fp32 export to use instead of the dequantized model")
     ap.add_argument("--iterations", type=int, default=30, help="timed runs per peer and round")
     ap.add_argument("--rounds", type=int, default=3, help="rounds of every peer, interleaved")
-    ap.add_argument("--max-windows", type=int, default=600, help="held-out windows of 20 tokens")
+    ap.add_argument("--max-windows", type=int, default=2000, help="held-out windows of 20 tokens")
     ap.add_argument("--float-layers", help="comma-separated MatMulNBits nodes (l7_gate_up, or w_down for "
                     "every layer's) that nextword and tract_builtin run at accuracy_level 1 (float "
                     "activations) in a copy of the bundle: what more precision costs and buys")
