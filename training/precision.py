@@ -155,20 +155,26 @@ def top_sets(logits: np.ndarray) -> list[frozenset]:
     return [frozenset(r) for r in np.argpartition(-logits, TOP, axis=-1)[:, :TOP].tolist()]
 
 
-def compare(runner: Runner, int8: set[str], ref: list[np.ndarray], windows_used=None):
-    """(RMS logit error, share of positions with the reference's top-5 set) of a variant."""
-    sq = n = same = 0
-    for got, want in zip(runner.logits(int8), ref[:windows_used]):
-        sq += float(((got - want) ** 2).sum())
-        n += got.size
-        same += sum(a == b for a, b in zip(top_sets(got), top_sets(want)))
-    return (sq / n) ** 0.5, same / (n // want.shape[-1])
+def compare(runner: Runner, int8: set[str], ref, windows_used=None):
+    """(RMS logit error, share of positions with the reference's top-5 set) of a variant. `ref`:
+    per window, the reference's logits (None past the windows the error is measured on: all
+    the calibration's logits would take half a gigabyte) and top-5 sets."""
+    sq = values = same = positions = 0
+    for got, (want, want_top) in zip(runner.logits(int8), ref[:windows_used]):
+        if want is not None:
+            sq += float(((got - want) ** 2).sum())
+            values += got.size
+        same += sum(a == b for a, b in zip(top_sets(got), want_top))
+        positions += len(want_top)
+    return (sq / values) ** 0.5, same / positions
 
 
 def plan(model, wins: list[list[int]], target: float, sensitivity_windows: int = 100, log=print):
-    """The float nodes (a list, in the order chosen) and the measurements that chose them."""
+    """The float nodes (a list, in the order chosen) and the measurements that chose them: the
+    logit errors on the first `sensitivity_windows` windows, the agreements on all of them."""
     runner = Runner(model, wins)
-    ref = list(runner.logits(set()))
+    ref = [(lg if i < sensitivity_windows else None, top_sets(lg))
+           for i, lg in enumerate(runner.logits(set()))]
     nodes = {short_name(n): attr(n, "K") * attr(n, "N") for n in matmul_nodes(model)}
     error = {}
     for name in nodes:
