@@ -70,7 +70,8 @@ def main():
     ap.add_argument("--skip-train", action="store_true", help="bundle the existing best checkpoint")
     ap.add_argument("--vocab-size", type=int, default=None)
     ap.add_argument("--precision-target", type=float, default=0.98,
-                    help="top-5 agreement with float activations that training/precision.py keeps")
+                    help="top-5 agreement with all-float activations that training/precision.py keeps "
+                    "(the lower end of its 95%% interval on the validation split)")
     ap.add_argument("--force", action="store_true")
     a = ap.parse_args()
 
@@ -115,7 +116,8 @@ def main():
     plan = precision.plan(q4, calib, a.precision_target)
     precision.apply(q4, set(plan["float"]))
     onnx.save(q4, str(run / "model_q4.onnx"))
-    (run / "precision_report.json").write_text(json.dumps(plan, indent=1) + "\n")
+    precision_report = {"text": "valid_conversational.txt", **plan}
+    (run / "precision_report.json").write_text(json.dumps(precision_report, indent=1) + "\n")
     sh(sys.executable, "word_ends.py", "--train", corpus / "train.txt", "--tokenizer", tok,
        "--out", run / "word_ends.bin")
     from bundle import make_bundle

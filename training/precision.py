@@ -225,7 +225,7 @@ def main():
     wins = windows(text_ids(a.bundle / manifest["tokenizer"], manifest["bos_token"], a.text), a.windows)
     if len(wins) < a.windows:
         sys.exit(f"{a.text}: only {len(wins)} windows of {CONTEXT} tokens (asked {a.windows})")
-    result = plan(model, wins, a.target)
+    result = {"text": a.text.name, **plan(model, wins, a.target)}
     if result["steps"][-1]["top5_agreement_low"] < a.target:
         print(f"target {a.target:.2%} not reached even with every node float", file=sys.stderr)
     if a.json:
