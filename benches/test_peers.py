@@ -8,14 +8,14 @@ import onnx
 import pytest
 
 import peers
+from precision import attr, matmul_nodes, short_name
 
 FIXTURE = peers.REPO / "models" / "fixture"
 
 
 def levels(model: Path) -> dict:
     m = onnx.load(str(model))
-    return {n.output[0]: {a.name: a.i for a in n.attribute}.get("accuracy_level")
-            for n in m.graph.node if n.op_type == "MatMulNBits"}
+    return {short_name(n): attr(n, "accuracy_level") for n in matmul_nodes(m)}
 
 
 def test_float_layers_rewrites_only_the_named_nodes_and_rehashes(tmp_path):
@@ -23,9 +23,8 @@ def test_float_layers_rewrites_only_the_named_nodes_and_rehashes(tmp_path):
     changed = peers.with_float_layers(FIXTURE, tmp_path / "b", ["w_down", "l1_wo"])
     assert sorted(changed) == ["l0_w_down", "l1_w_down", "l1_wo"]
     after = levels(tmp_path / "b" / "model.onnx")
-    for out, level in after.items():
-        base = out.rsplit("_", 1)[0]
-        assert level == (1 if base in changed else before[out]), out
+    for name, level in after.items():
+        assert level == (1 if name in changed else before[name]), name
     manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
     for name, digest in manifest["files"].items():
         assert hashlib.sha256((tmp_path / "b" / name).read_bytes()).hexdigest() == digest, name

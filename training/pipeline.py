@@ -102,7 +102,8 @@ def main():
        "--calib", corpus / "train.txt", "--tokenizer", tok)
     import onnx
 
-    cfg = json.loads({p.key: p.value for p in onnx.load(str(run / "model_q4.onnx")).metadata_props}["config"])
+    q4 = onnx.load(str(run / "model_q4.onnx"))
+    cfg = json.loads({p.key: p.value for p in q4.metadata_props}["config"])
     report = quant_report(run / "model_fp32.onnx", run / "model_q4.onnx", np.load(run / "valid_ids.npy"), cfg)
     print(json.dumps(report, indent=1))
     (run / "quant_report.json").write_text(json.dumps(report, indent=1))
@@ -110,9 +111,8 @@ def main():
 
     # Which nodes keep float activations, measured on the conversational validation split
     # (the keyboard's kind of text; the test split stays unseen).
-    q4 = onnx.load(str(run / "model_q4.onnx"))
     calib = precision.windows(precision.text_ids(tok, "<|bos|>", corpus / "valid_conversational.txt"),
-                              60 if a.tiny else 800)
+                              60 if a.tiny else precision.CALIBRATION_WINDOWS)
     plan = precision.plan(q4, calib, a.precision_target)
     precision.apply(q4, set(plan["float"]))
     onnx.save(q4, str(run / "model_q4.onnx"))
